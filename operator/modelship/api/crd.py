@@ -1,0 +1,177 @@
+"""Generates the ModelDeployment CRD from the pydantic models, so the schema has one home.
+
+pydantic writes JSON Schema 2020-12; the API server wants a *structural* OpenAPI v3.0
+schema: every node typed, no ``$ref``/``anyOf``, ``exclusiveMinimum`` as a flag, free-form
+objects marked ``x-kubernetes-preserve-unknown-fields``. ``structural_schema`` does that
+translation; ``render_crd`` adds the CRD around it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelship.api import v1alpha1 as api
+from modelship.api.base import cel
+
+#: Where ``modelship crd --write`` puts the generated file, relative to the repository root.
+CRD_FILENAME = f"{api.GROUP}_{api.PLURAL}.yaml"
+CRD_OUTPUTS = (Path("manifests/crds") / CRD_FILENAME, Path("charts/modelship/crds") / CRD_FILENAME)
+
+#: The keys kept, in the order they are written (people read the YAML too).
+_ORDER = (
+    "type", "description", "enum", "default", "format", "pattern", "minLength", "maxLength",
+    "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "required",
+    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
+)
+
+
+def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Translate one pydantic JSON-Schema node (and everything below it) to structural form."""
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        node = {**target, **node}  # the field's own description and default win over the model's
+    if "anyOf" in node:
+        if node.get("x-kubernetes-int-or-string"):
+            node.pop("anyOf")
+        else:
+            options = [option for option in node.pop("anyOf") if option.get("type") != "null"]
+            if len(options) != 1:
+                raise ValueError(f"a structural schema cannot express anyOf {options}")
+            return structural_schema({**options[0], **node}, defs)
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    if "exclusiveMinimum" in node:
+        node["minimum"], node["exclusiveMinimum"] = node["exclusiveMinimum"], True
+    if "exclusiveMaximum" in node:
+        node["maximum"], node["exclusiveMaximum"] = node["exclusiveMaximum"], True
+
+    if node.get("default", "") is None:
+        del node["default"]  # "no value" is absence in Kubernetes; a null default is rejected
+    out = {key: node[key] for key in _ORDER if key in node}
+    if out.get("x-kubernetes-int-or-string"):
+        return {key: out[key] for key in ("description", "x-kubernetes-int-or-string") if key in out}
+    if out.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("type", "object")
+        return out
+    if "properties" in node:
+        out["type"] = "object"
+        required = set(node.get("required", []))
+        out["properties"] = {}
+        for name, child in node["properties"].items():
+            schema = structural_schema(child, defs)
+            # An optional nested object that is not nullable was declared with a factory default;
+            # `default: {}` lets the API server fill in its own defaults recursively.
+            nullable = any(option.get("type") == "null" for option in child.get("anyOf", []))
+            if schema.get("type") == "object" and "properties" in schema and name not in required and not nullable and "default" not in schema:
+                schema["default"] = {}
+            out["properties"][name] = schema
+    elif isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = structural_schema(node["additionalProperties"], defs)
+    if "items" in node:
+        out["items"] = structural_schema(node["items"], defs)
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if not out.get("required"):
+        out.pop("required", None)
+    return out
+
+
+def model_schema(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural_schema(raw, raw.get("$defs", {}))
+
+
+def _ready_column(condition: str, name: str) -> dict[str, Any]:
+    return {"name": name, "type": "string", "jsonPath": f'.status.conditions[?(@.type=="{condition}")].status'}
+
+
+def render_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object for ModelDeployment."""
+    spec_schema = model_schema(api.ModelDeploymentSpec)
+    status_schema = model_schema(api.ModelDeploymentStatus)
+    conditions = status_schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    conditions["maxItems"] = 16
+    root = {
+        "type": "object",
+        "description": api.ModelDeployment.__doc__,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+            "status": status_schema,
+        },
+        "x-kubernetes-validations": [
+            cel(
+                f"size(self.metadata.name) <= {api.MAX_NAME_LENGTH}",
+                f"metadata.name must be at most {api.MAX_NAME_LENGTH} characters so derived object names fit in 63",
+            )
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "modelship"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": ["modelship", "ml"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Champion", "type": "string", "jsonPath": ".status.championVersion"},
+                        {"name": "Canary", "type": "string", "jsonPath": ".status.canaryVersion"},
+                        {"name": "Canary-Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 0},
+                        _ready_column("Ready", "Ready"),
+                        _ready_column("DriftDetected", "Drift"),
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `modelship crd --write` from modelship.api.v1alpha1. Do not edit.\n"
+    return header + yaml.safe_dump(render_crd(), sort_keys=False, width=100, allow_unicode=True)
+
+
+def write_crd(root: Path) -> list[Path]:
+    text = crd_yaml()
+    written = []
+    for relative in CRD_OUTPUTS:
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def stale_outputs(root: Path) -> list[Path]:
+    """Committed CRD files that differ from what the models generate now."""
+    text = crd_yaml()
+    return [root / rel for rel in CRD_OUTPUTS if not (root / rel).exists() or (root / rel).read_text() != text]

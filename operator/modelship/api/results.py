@@ -1,0 +1,50 @@
+"""What a training Job reports back, and where its artifacts sit: shared by the training
+entrypoint (writer), the operator (reader of the pod's termination message) and the model
+server (reader of the reference sample)."""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+from pydantic import Field
+
+from modelship.api.base import ApiModel
+
+#: Artifact path, inside the MLflow run of a version, of the training features sample that
+#: drift detection compares live inputs against.
+REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
+#: Artifact path of the data validation report.
+VALIDATION_REPORT_ARTIFACT = "validation/report.json"
+#: Name under which the model is logged inside its run.
+MODEL_ARTIFACT = "model"
+#: The kubelet keeps at most this much of a termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class ExitCode(IntEnum):
+    """Exit codes of ``modelship train``; the operator tells them apart without parsing logs."""
+
+    ok = 0
+    error = 1  #: unexpected failure (a bug, MLflow down): worth a retry
+    invalid_input = 2  #: the spec or the data is wrong: the user must fix it
+    gate_failed = 3  #: trained fine, but the quality gate said no
+
+
+class TrainingOutcome(str, Enum):
+    succeeded = "Succeeded"
+    gate_failed = "GateFailed"
+    invalid_input = "InvalidInput"
+    error = "Error"
+
+
+class TrainingResult(ApiModel):
+    """The JSON a training Job writes to its termination message (at most 4 KiB)."""
+
+    outcome: TrainingOutcome
+    reason: str = Field("", description="One line: why it failed, or the gate verdict.")
+    model_name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    gate_passed: bool | None = None
+    dataset_hash: str | None = None

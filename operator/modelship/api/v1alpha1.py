@@ -1,0 +1,697 @@
+"""The ``ModelDeployment`` contract, ``modelship.io/v1alpha1``.
+
+This module is the one home of the schema. The CRD YAML is generated from it
+(``modelship crd``), defaults live here, and every cross-field rule is written twice on
+purpose, side by side: a pydantic validator (CLI, training Job, operator) and its CEL twin in
+``json_schema_extra`` (the API server). ``tests/unit/test_api_models.py`` runs one table of
+invalid specs through both.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from modelship.api.base import (
+    PRESERVE_UNKNOWN,
+    ApiModel,
+    Duration,
+    Quantity,
+    cel,
+    rule_error,
+)
+
+GROUP = "modelship.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["mdep"]
+
+#: Serving objects are named ``<name>-v<version>`` and Kubernetes caps names at 63 characters.
+MAX_NAME_LENGTH = 45
+
+
+class Task(str, Enum):
+    regression = "regression"
+    classification = "classification"
+
+
+class Framework(str, Enum):
+    xgboost = "xgboost"
+    sklearn = "sklearn"
+
+
+#: Estimators known by short name. ``module:Class`` names any other scikit-learn compatible
+#: estimator, which the training image must have installed.
+BUILTIN_ESTIMATORS: dict[str, dict[str, Any]] = {
+    "xgboost": {"framework": "xgboost", "tasks": {"regression", "classification"}},
+    "randomForest": {"framework": "sklearn", "tasks": {"regression", "classification"}},
+    "extraTrees": {"framework": "sklearn", "tasks": {"regression", "classification"}},
+    "gradientBoosting": {"framework": "sklearn", "tasks": {"regression", "classification"}},
+    "histGradientBoosting": {"framework": "sklearn", "tasks": {"regression", "classification"}},
+    "ridge": {"framework": "sklearn", "tasks": {"regression"}},
+    "linearRegression": {"framework": "sklearn", "tasks": {"regression"}},
+    "logisticRegression": {"framework": "sklearn", "tasks": {"classification"}},
+}
+DEFAULT_ESTIMATOR = {"xgboost": "xgboost", "sklearn": "randomForest"}
+CUSTOM_ESTIMATOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+REGRESSION_METRICS = ["r2", "rmse", "mae"]
+CLASSIFICATION_METRICS = ["accuracy", "f1Macro", "rocAuc"]
+#: Metrics where a smaller value is better; the quality gate compares the other way round.
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
+# --- dataset ---------------------------------------------------------------------------
+
+
+class OutlierMethod(str, Enum):
+    iqr = "iqr"
+    zscore = "zscore"
+
+
+class OutlierAction(str, Enum):
+    flag = "flag"
+    clip = "clip"
+    drop = "drop"
+
+
+class OutlierPolicy(ApiModel):
+    """How numeric outliers are found and what is done with them before training."""
+
+    method: OutlierMethod = Field(OutlierMethod.iqr, description="iqr: beyond k×IQR of the quartiles; zscore: beyond k standard deviations.")
+    threshold: float | None = Field(None, gt=0, description="k; defaults to 1.5 for iqr and 3 for zscore.")
+    action: OutlierAction = Field(OutlierAction.flag, description="flag: report only; clip: clip to the bounds; drop: drop the rows.")
+    columns: list[str] | None = Field(None, description="Numeric columns to check; all numeric features when unset.")
+
+    @property
+    def k(self) -> float:
+        return self.threshold or (1.5 if self.method == OutlierMethod.iqr else 3.0)
+
+
+class DataValidation(ApiModel):
+    """Checks run on the data before training; a failed check stops the Job and names the column."""
+
+    required_columns: list[str] = Field(default_factory=list, description="Columns that must be present besides the target and features.")
+    max_missing_share: float = Field(0.5, ge=0, le=1, description="Largest share of missing values allowed in any feature column.")
+    min_rows: int = Field(50, ge=2, description="Fewest rows the data set may have after cleaning.")
+    min_rows_per_class: int = Field(10, ge=1, description="Fewest rows each target class must have (classification).")
+    drop_duplicates: bool = Field(False, description="Drop duplicate rows instead of only reporting them.")
+    outliers: OutlierPolicy | None = Field(None, description="Outlier handling for numeric features; none when unset.")
+
+
+class DataFormat(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class DatasetSpec(ApiModel):
+    """Where the training data comes from and which column is predicted."""
+
+    uri: str = Field(
+        ...,
+        min_length=1,
+        pattern=r"^(file://|https?://|s3://|gs://|builtin:)",
+        description="file://, https://, s3:// or gs:// (through fsspec), or builtin:<name> for a data set shipped by a dependency (e.g. builtin:sklearn/diabetes).",
+    )
+    format: DataFormat = Field(DataFormat.auto, description="File format; auto picks by extension.")
+    target: str = Field(..., min_length=1, description="Column to predict.")
+    features: list[str] | None = Field(None, description="Feature columns; every other column when unset.")
+    test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for evaluation.")
+    seed: int = Field(42, ge=0, description="Seed of the split and of the estimators.")
+    validation: DataValidation = Field(default_factory=DataValidation, description="Data checks before training.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.features) || !(self.target in self.features)",
+                    "the target must not be one of the features",
+                    ".features",
+                ),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _target_not_a_feature(self) -> DatasetSpec:
+        if self.features and self.target in self.features:
+            index = self.features.index(self.target)
+            raise rule_error("DatasetSpec", (("features", index), "the target must not be one of the features", self.target))
+        return self
+
+
+# --- training --------------------------------------------------------------------------
+
+
+class SearchStrategy(str, Enum):
+    grid = "grid"
+    random = "random"
+
+
+class SearchSpec(ApiModel):
+    """Hyperparameter search with k-fold cross-validation; the best candidate is refit."""
+
+    strategy: SearchStrategy = Field(SearchStrategy.grid, description="grid: every combination; random: maxTrials samples.")
+    space: dict[str, Any] = Field(
+        ...,
+        description="Parameter → list of candidate values; with random search also {distribution: uniform|loguniform|randint, low, high}.",
+        json_schema_extra=PRESERVE_UNKNOWN,
+    )
+    cv_folds: int = Field(3, ge=2, le=20, description="Folds of the cross-validation.")
+    max_trials: int | None = Field(None, ge=1, le=1000, description="Candidates sampled by random search.")
+    scoring: str | None = Field(None, description="scikit-learn scorer; the quality gate's metric when unset.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!has(self.maxTrials) || self.strategy == 'random'", "maxTrials is only allowed with random search", ".maxTrials"),
+                cel("size(self.space) > 0", "the search space needs at least one parameter", ".space"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _rules(self) -> SearchSpec:
+        failures = []
+        if self.max_trials is not None and self.strategy != SearchStrategy.random:
+            failures.append((("maxTrials",), "maxTrials is only allowed with random search", self.max_trials))
+        if not self.space:
+            failures.append((("space",), "the search space needs at least one parameter", self.space))
+        for name, candidates in self.space.items():
+            if isinstance(candidates, list):
+                if not candidates:
+                    failures.append((("space", name), "needs at least one candidate value", candidates))
+            elif isinstance(candidates, dict) and self.strategy == SearchStrategy.random:
+                if candidates.get("distribution") not in {"uniform", "loguniform", "randint"} or not {"low", "high"} <= candidates.keys():
+                    failures.append((("space", name), "a distribution needs distribution (uniform|loguniform|randint), low and high", candidates))
+                elif not candidates["low"] < candidates["high"]:
+                    failures.append((("space", name), "low must be smaller than high", candidates))
+            else:
+                failures.append((("space", name), "must be a list of candidate values" + (" or a distribution" if self.strategy == SearchStrategy.random else ""), candidates))
+        if failures:
+            raise rule_error("SearchSpec", *failures)
+        return self
+
+
+class QualityGate(ApiModel):
+    """A version is handed to serving only when it passes this gate."""
+
+    metric: str = Field(
+        ...,
+        description="r2, rmse or mae (regression); accuracy, f1Macro or rocAuc (classification).",
+        json_schema_extra={"enum": REGRESSION_METRICS + CLASSIFICATION_METRICS},
+    )
+    threshold: float = Field(..., description="Lowest acceptable value, or highest for rmse and mae.")
+    must_beat_champion: bool = Field(False, description="Also require a better held-out score than the version serving as champion.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in REGRESSION_METRICS + CLASSIFICATION_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(REGRESSION_METRICS + CLASSIFICATION_METRICS)}")
+        return metric
+
+    def passes(self, value: float) -> bool:
+        return value <= self.threshold if self.metric in LOWER_IS_BETTER else value >= self.threshold
+
+
+class ResourceRequirements(ApiModel):
+    """Kubernetes compute resources, as in a container spec."""
+
+    requests: dict[str, Quantity] | None = Field(None, description="Minimum resources, e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] | None = Field(None, description="Maximum resources.")
+
+
+class TrainingSpec(ApiModel):
+    """How the model is trained, searched and judged."""
+
+    framework: Framework = Field(Framework.sklearn, description="xgboost or sklearn.")
+    estimator: str | None = Field(
+        None,
+        description="xgboost, randomForest, extraTrees, gradientBoosting, histGradientBoosting, ridge, linearRegression, logisticRegression, or module:Class; the framework's default when unset.",
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="Estimator keyword arguments.", json_schema_extra=PRESERVE_UNKNOWN)
+    search: SearchSpec | None = Field(None, description="Hyperparameter search; hyperparameters are the fixed base.")
+    quality_gate: QualityGate | None = Field(None, description="Gate a new version must pass before it is served.")
+    resources: ResourceRequirements | None = Field(None, description="Resources of the training container.")
+    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$", description="Cron schedule for periodic retraining.")
+    timeout: Duration = Field("1h", description="Deadline of the training Job (activeDeadlineSeconds).")
+    image: str | None = Field(None, description="Training image override.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.estimator) || self.estimator.contains(':') || (self.framework == 'xgboost') == (self.estimator == 'xgboost')",
+                    "estimator xgboost goes with framework xgboost, the other short names with framework sklearn",
+                    ".estimator",
+                ),
+            ]
+        }
+    }
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, estimator: str | None) -> str | None:
+        if estimator is None or estimator in BUILTIN_ESTIMATORS or re.match(CUSTOM_ESTIMATOR_PATTERN, estimator):
+            return estimator
+        raise ValueError(f"unknown estimator {estimator!r}; one of {', '.join(BUILTIN_ESTIMATORS)} or module:Class")
+
+    @model_validator(mode="after")
+    def _estimator_matches_framework(self) -> TrainingSpec:
+        known = BUILTIN_ESTIMATORS.get(self.estimator or "")
+        if known and known["framework"] != self.framework:
+            raise rule_error(
+                "TrainingSpec",
+                (("estimator",), "estimator xgboost goes with framework xgboost, the other short names with framework sklearn", self.estimator),
+            )
+        return self
+
+    @property
+    def estimator_name(self) -> str:
+        return self.estimator or DEFAULT_ESTIMATOR[self.framework]
+
+
+# --- serving ---------------------------------------------------------------------------
+
+
+class AutoscalingSpec(ApiModel):
+    """A HorizontalPodAutoscaler for each serving Deployment."""
+
+    min_replicas: int = Field(1, ge=1, description="Fewest replicas.")
+    max_replicas: int = Field(3, ge=1, le=100, description="Most replicas.")
+    target_cpu_utilization: int = Field(70, ge=1, le=100, description="Average CPU utilization (percent of requests) to aim for.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.maxReplicas >= self.minReplicas", "maxReplicas must be at least minReplicas", ".maxReplicas"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise rule_error("AutoscalingSpec", (("maxReplicas",), f"must be at least minReplicas ({self.min_replicas})", self.max_replicas))
+        return self
+
+
+class BatchingSpec(ApiModel):
+    """Adaptive batching of single predictions inside the model server."""
+
+    enabled: bool = Field(True, description="Group concurrent requests into one model call.")
+    max_batch_size: int = Field(64, ge=1, le=10000, description="Most rows in one model call.")
+    max_latency_ms: int = Field(20, ge=1, le=60000, description="Longest a request may wait for its batch, in milliseconds.")
+
+
+class ServingSpec(ApiModel):
+    """How each model version is served."""
+
+    replicas: int | None = Field(None, ge=0, le=100, description="Fixed replica count (1 when neither this nor autoscaling is set).")
+    autoscaling: AutoscalingSpec | None = Field(None, description="Scale on CPU instead of a fixed replica count.")
+    resources: ResourceRequirements | None = Field(None, description="Resources of each serving container.")
+    batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Adaptive batching.")
+    max_records_per_request: int = Field(1000, ge=1, le=100000, description="Largest list of records one request may carry.")
+    image: str | None = Field(None, description="Serving image override.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!(has(self.replicas) && has(self.autoscaling))", "set replicas or autoscaling, not both", ".autoscaling"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _one_scaling(self) -> ServingSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise rule_error("ServingSpec", (("autoscaling",), "set replicas or autoscaling, not both", None))
+        return self
+
+
+# --- rollout ---------------------------------------------------------------------------
+
+
+class RolloutStrategy(str, Enum):
+    canary = "canary"
+    ab_test = "abTest"
+    immediate = "immediate"
+
+
+class Approval(str, Enum):
+    auto = "auto"
+    manual = "manual"
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary: send this share of traffic to the new version, then wait and judge."""
+
+    weight: int = Field(..., ge=1, le=100, description="Percent of requests sent to the canary.")
+    pause: Duration = Field("1m", description="How long the step runs before it is analysed.")
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [CanaryStep(weight=10), CanaryStep(weight=50), CanaryStep(weight=100)]
+
+
+class CanarySpec(ApiModel):
+    """Traffic steps of a canary rollout."""
+
+    steps: list[CanaryStep] = Field(
+        default_factory=_default_steps,
+        min_length=1,
+        max_length=20,
+        description="Weights that strictly increase and end at 100.",
+        json_schema_extra={"default": [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}, {"weight": 100, "pause": "1m"}]},
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "self.steps.map(s, s.weight).isSorted() && self.steps.all(a, self.steps.exists_one(b, b.weight == a.weight))",
+                    "canary step weights must strictly increase",
+                    ".steps",
+                ),
+                cel("self.steps[size(self.steps) - 1].weight == 100", "the last canary step must have weight 100", ".steps"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _increasing_to_100(self) -> CanarySpec:
+        failures = []
+        for index in range(1, len(self.steps)):
+            previous = self.steps[index - 1].weight
+            if self.steps[index].weight <= previous:
+                failures.append((("steps", index, "weight"), f"must be greater than previous step ({previous})", self.steps[index].weight))
+        if self.steps and self.steps[-1].weight != 100:
+            last = len(self.steps) - 1
+            failures.append((("steps", last, "weight"), "the last canary step must have weight 100", self.steps[-1].weight))
+        if failures:
+            raise rule_error("CanarySpec", *failures)
+        return self
+
+
+class AnalysisSpec(ApiModel):
+    """Metric checks run on every canary step, against live Prometheus data."""
+
+    max_error_rate: float = Field(0.05, ge=0, le=1, description="Largest share of failed predictions.")
+    max_latency_p95_ms: float = Field(250, gt=0, description="Largest 95th-percentile latency, in milliseconds.")
+    min_requests: int = Field(20, ge=0, description="Fewest requests a step must see before it can pass.")
+    interval: Duration = Field("30s", description="How often the metrics are checked.")
+    failure_threshold: int = Field(2, ge=1, le=100, description="Failed checks that roll the canary back.")
+
+
+class HeaderMatch(ApiModel):
+    """An HTTP header that pins a request to a variant."""
+
+    name: str = Field(..., min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$", description="Header name.")
+    value: str = Field(..., min_length=1, max_length=4096, description="Exact header value.")
+
+
+class AbVariant(ApiModel):
+    """One arm of an A/B test."""
+
+    name: str = Field(..., min_length=1, max_length=20, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", description="Variant name, reported in every response.")
+    model_version: str = Field(
+        ...,
+        pattern=r"^([0-9]+|champion|challenger)$",
+        description="Registered model version, or the alias champion or challenger.",
+    )
+    weight: int = Field(..., ge=0, le=100, description="Percent of unpinned requests.")
+    header_match: HeaderMatch | None = Field(None, description="Requests with this header always reach this variant.")
+
+
+class AbTestSpec(ApiModel):
+    """Weighted variants served side by side."""
+
+    variants: list[AbVariant] = Field(..., max_length=10, description="At least two variants whose weights sum to 100.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("size(self.variants) >= 2", "an A/B test needs at least 2 variants", ".variants"),
+                cel("self.variants.map(v, v.weight).sum() == 100", "A/B variant weights must sum to 100", ".variants"),
+                cel("self.variants.all(a, self.variants.exists_one(b, b.name == a.name))", "A/B variant names must be unique", ".variants"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _variants(self) -> AbTestSpec:
+        failures = []
+        if len(self.variants) < 2:
+            failures.append((("variants",), "an A/B test needs at least 2 variants", len(self.variants)))
+        total = sum(v.weight for v in self.variants)
+        if total != 100:
+            failures.append((("variants",), f"A/B variant weights must sum to 100 (got {total})", total))
+        seen: set[str] = set()
+        for index, variant in enumerate(self.variants):
+            if variant.name in seen:
+                failures.append((("variants", index, "name"), f"A/B variant names must be unique ({variant.name!r} repeats)", variant.name))
+            seen.add(variant.name)
+        if failures:
+            raise rule_error("AbTestSpec", *failures)
+        return self
+
+
+class MirrorSpec(ApiModel):
+    """Copy a share of live traffic to the new version; mirrored answers are discarded."""
+
+    percent: int = Field(..., ge=1, le=100, description="Percent of requests mirrored.")
+
+
+class RolloutSpec(ApiModel):
+    """How a new version replaces the champion."""
+
+    strategy: RolloutStrategy = Field(RolloutStrategy.canary, description="canary, abTest or immediate.")
+    canary: CanarySpec = Field(default_factory=CanarySpec, description="Steps of a canary rollout.")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Checks that promote or roll back.")
+    approval: Approval = Field(Approval.auto, description="manual: wait for an approval before promoting.")
+    ab_test: AbTestSpec | None = Field(None, description="Variants of an A/B test (strategy abTest).")
+    mirror: MirrorSpec | None = Field(None, description="Shadow traffic to the new version.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.strategy != 'abTest' || has(self.abTest)", "strategy abTest needs abTest.variants", ".abTest"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _ab_needs_variants(self) -> RolloutSpec:
+        if self.strategy == RolloutStrategy.ab_test and self.ab_test is None:
+            raise rule_error("RolloutSpec", (("abTest",), "strategy abTest needs abTest.variants", None))
+        return self
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+
+class DriftMethod(str, Enum):
+    psi = "psi"
+    ks = "ks"
+    wasserstein = "wasserstein"
+    jensenshannon = "jensenshannon"
+    chisquare = "chisquare"
+
+
+class DriftSpec(ApiModel):
+    """Data drift of live inputs against the training reference sample (Evidently)."""
+
+    enabled: bool = Field(True, description="Compute drift in the model server.")
+    method: DriftMethod = Field(DriftMethod.psi, description="Per-feature statistical test.")
+    threshold: float = Field(0.2, gt=0, description="Per-feature score above which a feature counts as drifted (p-value below, for ks and chisquare).")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted features that marks the data set as drifted.")
+    window_size: int = Field(1000, ge=50, le=100000, description="Recent inputs kept for comparison.")
+    min_rows: int = Field(200, ge=10, description="Fewest rows in the window before drift is computed.")
+    interval: Duration = Field("1m", description="How often drift is computed.")
+
+
+class MonitoringSpec(ApiModel):
+    """Drift detection and the retraining it triggers."""
+
+    drift: DriftSpec = Field(default_factory=DriftSpec, description="Input drift detection.")
+    retrain_on_drift: bool = Field(False, description="Retrain when the drift alert fires.")
+    cooldown: Duration = Field("1h", description="Least time between two retrainings caused by drift.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!self.retrainOnDrift || self.drift.enabled", "retrainOnDrift needs drift.enabled", ".retrainOnDrift"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _retrain_needs_drift(self) -> MonitoringSpec:
+        if self.retrain_on_drift and not self.drift.enabled:
+            raise rule_error("MonitoringSpec", (("retrainOnDrift",), "retrainOnDrift needs drift.enabled", True))
+        return self
+
+
+# --- the resource ----------------------------------------------------------------------
+
+_GATE_METRIC_RULE = (
+    "!has(self.training.qualityGate) || (self.task == 'regression' ? "
+    + repr(REGRESSION_METRICS).replace('"', "'")
+    + " : "
+    + repr(CLASSIFICATION_METRICS).replace('"', "'")
+    + ").exists(m, m == self.training.qualityGate.metric)"
+)
+_ESTIMATOR_TASK_RULE = (
+    "!has(self.training.estimator) || "
+    "!(self.training.estimator in ['ridge', 'linearRegression'] && self.task == 'classification') && "
+    "!(self.training.estimator == 'logisticRegression' && self.task == 'regression')"
+)
+
+
+class ModelDeploymentSpec(ApiModel):
+    """What model to train from which data, and how to serve, roll out and watch it."""
+
+    task: Task = Field(..., description="regression or classification.")
+    dataset: DatasetSpec = Field(..., description="Training data.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Training, search and quality gate.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Model server settings.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Rollout of new versions.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Drift detection and retraining.")
+    model_name: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Registered model name in MLflow; <namespace>-<name> when unset.",
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(_GATE_METRIC_RULE, "qualityGate.metric must suit the task (r2, rmse, mae for regression; accuracy, f1Macro, rocAuc for classification)", ".training.qualityGate.metric"),
+                cel(_ESTIMATOR_TASK_RULE, "the estimator does not support this task", ".training.estimator"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _task_rules(self) -> ModelDeploymentSpec:
+        failures = []
+        gate = self.training.quality_gate
+        allowed = REGRESSION_METRICS if self.task == Task.regression else CLASSIFICATION_METRICS
+        if gate and gate.metric not in allowed:
+            failures.append((("training", "qualityGate", "metric"), f"{gate.metric} does not suit task {self.task}; one of {', '.join(allowed)}", gate.metric))
+        known = BUILTIN_ESTIMATORS.get(self.training.estimator or "")
+        if known and self.task not in known["tasks"]:
+            failures.append((("training", "estimator"), f"{self.training.estimator} does not support task {self.task}", self.training.estimator))
+        if failures:
+            raise rule_error("ModelDeploymentSpec", *failures)
+        return self
+
+
+class ConditionStatus(str, Enum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(ApiModel):
+    """The latest observation of one aspect of the resource (Kubernetes API conventions)."""
+
+    type: str = Field(..., description="Trained, Ready, Progressing, Promoted, DriftDetected or Degraded.")
+    status: ConditionStatus = Field(..., description="True, False or Unknown.")
+    reason: str = Field(..., description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details.")
+    last_transition_time: str = Field(..., description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="Generation the condition was set for.")
+
+
+class TrafficEntry(ApiModel):
+    """Share of requests one model version receives."""
+
+    version: str = Field(..., description="Registered model version.")
+    weight: int = Field(..., ge=0, le=100, description="Percent of requests.")
+    role: str = Field(..., description="champion, canary or the A/B variant name.")
+
+
+class GateVerdict(ApiModel):
+    """Outcome of the quality gate."""
+
+    passed: bool = Field(..., description="Whether the version may be served.")
+    reason: str = Field("", description="Why.")
+
+
+class TrainingRecord(ApiModel):
+    """The most recent training run."""
+
+    job: str = Field(..., description="Training Job name.")
+    generation: int | None = Field(None, description="Spec generation it trained.")
+    spec_hash: str | None = Field(None, description="Hash of the training-relevant spec.")
+    run_id: str | None = Field(None, description="MLflow run id.")
+    model_version: str | None = Field(None, description="Registered model version.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Held-out metrics.")
+    gate: GateVerdict | None = Field(None, description="Quality gate verdict.")
+    started_at: str | None = Field(None, description="Start time (RFC 3339).")
+    finished_at: str | None = Field(None, description="End time (RFC 3339).")
+    trigger: str | None = Field(None, description="spec, schedule or drift.")
+
+
+class Phase(str, Enum):
+    """A summary for people; machines read the conditions."""
+
+    pending = "Pending"  #: accepted, nothing started
+    training = "Training"  #: a training Job runs
+    deploying = "Deploying"  #: a version is being made ready to serve
+    progressing = "Progressing"  #: a canary or A/B test is in flight
+    serving = "Serving"  #: the champion serves all traffic
+    degraded = "Degraded"  #: serving, but the latest attempt failed
+    failed = "Failed"  #: nothing serves and the latest attempt failed
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(None, description="Spec generation this status reflects.")
+    phase: Phase | None = Field(None, description="Summary for people.")
+    conditions: list[Condition] = Field(default_factory=list, description="Trained, Ready, Progressing, Promoted, DriftDetected, Degraded.")
+    model_name: str | None = Field(None, description="Registered model name in MLflow.")
+    champion_version: str | None = Field(None, description="Version serving as champion.")
+    canary_version: str | None = Field(None, description="Version under rollout.")
+    canary_weight: int | None = Field(None, ge=0, le=100, description="Percent of traffic on the canary.")
+    traffic: list[TrafficEntry] = Field(default_factory=list, description="Per-version traffic split.")
+    last_training: TrainingRecord | None = Field(None, description="Most recent training.")
+    endpoint: str | None = Field(None, description="URL of the inference endpoint.")
+
+
+class ObjectMeta(ApiModel):
+    """The part of Kubernetes object metadata Modelship reads."""
+
+    model_config = {"extra": "allow"}
+
+    name: str = Field(..., min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = None
+    generation: int | None = None
+    uid: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class ModelDeployment(ApiModel):
+    """A model trained, served, rolled out and retrained by Modelship."""
+
+    api_version: str = Field(API_VERSION, pattern=f"^{re.escape(API_VERSION)}$")
+    kind: str = Field(KIND, pattern=f"^{KIND}$")
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.spec.model_name or f"{self.metadata.namespace or 'default'}-{self.metadata.name}"
