@@ -1,0 +1,71 @@
+"""Names of the Prometheus metrics a model server exports: the one home that the serving code,
+the PrometheusRule alerts, the Grafana dashboards and the operator's canary queries share.
+
+Every metric carries the labels in :data:`LABELS` (``model``, ``version``, ``variant``) so
+that two versions served side by side during a canary or an A/B test are told apart.
+"""
+
+from __future__ import annotations
+
+#: Labels on every Modelship serving metric.
+LABEL_MODEL = "model"
+LABEL_VERSION = "version"
+LABEL_VARIANT = "variant"
+LABELS: tuple[str, ...] = (LABEL_MODEL, LABEL_VERSION, LABEL_VARIANT)
+
+#: Extra label of :data:`PREDICTIONS_TOTAL`: one of :data:`OUTCOMES`.
+LABEL_OUTCOME = "outcome"
+OUTCOME_SUCCESS = "success"  #: answered with predictions
+OUTCOME_INVALID = "invalid"  #: rejected with a 4xx (bad input); the model was not called
+OUTCOME_ERROR = "error"  #: failed with a 5xx (model not ready, internal error)
+OUTCOMES: tuple[str, ...] = (OUTCOME_SUCCESS, OUTCOME_INVALID, OUTCOME_ERROR)
+
+#: Extra label of :data:`PREDICTION_LATENCY_SECONDS`: the endpoint (``predict`` or ``batch``).
+LABEL_ENDPOINT = "endpoint"
+#: Extra label of :data:`PREDICTED_CLASS_TOTAL`.
+LABEL_CLASS = "class"
+#: Extra label of :data:`FEATURE_DRIFT_SCORE` and :data:`FEATURE_DRIFTED`.
+LABEL_FEATURE = "feature"
+#: Extra labels of :data:`MODEL_INFO`.
+LABEL_RUN_ID = "run_id"
+LABEL_TASK = "task"
+
+#: Counter: requests by outcome (one request may carry many records).
+PREDICTIONS_TOTAL = "modelship_predictions_total"
+#: Counter: records predicted (rows), successes only.
+PREDICTED_RECORDS_TOTAL = "modelship_predicted_records_total"
+#: Histogram: request latency in seconds, from the request reaching the service to the answer.
+PREDICTION_LATENCY_SECONDS = "modelship_prediction_latency_seconds"
+#: Histogram: rows per model call after adaptive batching.
+BATCH_SIZE = "modelship_batch_size"
+#: Histogram: predicted values (regression).
+PREDICTION_VALUE = "modelship_prediction_value"
+#: Counter: predicted classes (classification), label ``class``.
+PREDICTED_CLASS_TOTAL = "modelship_predicted_class_total"
+#: Gauge: drift score of each feature in the last evaluation (label ``feature``); a p-value for
+#: ks and chisquare (small means drift), a distance for psi, wasserstein and jensenshannon.
+FEATURE_DRIFT_SCORE = "modelship_feature_drift_score"
+#: Gauge: 1 when the feature counted as drifted in the last evaluation, else 0.
+FEATURE_DRIFTED = "modelship_feature_drifted"
+#: Gauge: share of features that drifted in the last evaluation.
+DRIFTED_FEATURES_SHARE = "modelship_drifted_features_share"
+#: Gauge: 1 when the share of drifted features reached ``driftShare``, else 0. The
+#: ``ModelshipDataDrift`` alert fires on it.
+DATA_DRIFT_DETECTED = "modelship_data_drift_detected"
+#: Gauge: rows in the drift window.
+DRIFT_WINDOW_ROWS = "modelship_drift_window_rows"
+#: Histogram: seconds one drift evaluation took.
+DRIFT_EVALUATION_SECONDS = "modelship_drift_evaluation_seconds"
+#: Counter: drift evaluations, by outcome (``success`` or ``error``).
+DRIFT_EVALUATIONS_TOTAL = "modelship_drift_evaluations_total"
+#: Gauge (always 1): the served model; labels add ``run_id`` and ``task``.
+MODEL_INFO = "modelship_model_info"
+#: Gauge: 1 once the model is loaded and the server takes predictions, else 0.
+MODEL_READY = "modelship_model_ready"
+
+#: Latency buckets (seconds), fine at the low end where a batched XGBoost answer lands.
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Batch size buckets (rows).
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+#: Drift evaluation buckets (seconds).
+DRIFT_EVALUATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
