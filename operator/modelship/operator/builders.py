@@ -1,0 +1,285 @@
+"""Builders of every object the operator owns: spec in, Kubernetes object out, no I/O.
+
+Each kind is built in exactly one place; the reconciler decides which ones should exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modelship.api import parse_duration
+from modelship.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, ResourceRequirements
+from modelship.operator.config import OperatorConfig
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT = "app.kubernetes.io/component"
+DEPLOYMENT_LABEL = "modelship.io/deployment"
+VERSION_LABEL = "modelship.io/version"
+VARIANT_LABEL = "modelship.io/variant"
+SPEC_HASH_LABEL = "modelship.io/spec-hash"
+TRIGGER_ANNOTATION = "modelship.io/trigger"
+TRAINING_CONTAINER = "train"
+SERVING_CONTAINER = "model"
+SERVICE_PORT = 80
+
+#: Exit codes of ``modelship train`` that no retry can fix (invalid input, quality gate).
+NON_RETRYABLE_EXIT_CODES = [2, 3]
+
+
+def training_hash(resource: ModelDeployment) -> str:
+    """Hash of what decides the trained model; a change retrains, a serving change does not."""
+    spec = resource.spec
+    relevant = {
+        "task": spec.task,
+        "dataset": spec.dataset.to_wire(),
+        "training": {k: v for k, v in spec.training.to_wire().items() if k not in {"schedule", "resources", "timeout", "image"}},
+        "modelName": resource.registered_model_name,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def training_job_name(name: str, spec_hash: str, attempt: int = 0) -> str:
+    """Deterministic, so a repeated reconcile finds the Job instead of making a second one."""
+    return f"{name}-train-{spec_hash}" + (f"-{attempt}" if attempt else "")
+
+
+def serving_name(name: str, version: str) -> str:
+    return f"{name}-v{version}"
+
+
+def common_labels(resource: ModelDeployment, component: str) -> dict[str, str]:
+    return {
+        MANAGED_BY: "modelship",
+        "app.kubernetes.io/part-of": "modelship",
+        COMPONENT: component,
+        DEPLOYMENT_LABEL: resource.metadata.name,
+    }
+
+
+def owner_reference(resource: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": resource.metadata.name,
+        "uid": resource.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(resource: ModelDeployment, name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata = {
+        "name": name,
+        "namespace": resource.metadata.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(resource)],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    return metadata
+
+
+def _resources(requirements: ResourceRequirements | None, default: dict[str, Any]) -> dict[str, Any]:
+    return requirements.to_wire() if requirements else default
+
+
+def _pod_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _shared_env(resource: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
+    return [
+        {"name": "MODELSHIP_SPEC", "value": json.dumps(resource.spec.to_wire(), sort_keys=True)},
+        {"name": "MODELSHIP_MODEL_NAME", "value": resource.registered_model_name},
+        {"name": "MLFLOW_TRACKING_URI", "value": config.mlflow_tracking_uri},
+        {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+        {"name": "DO_NOT_TRACK", "value": "true"},
+    ]
+
+
+def _env_from(config: OperatorConfig) -> list[dict[str, Any]]:
+    return [{"secretRef": {"name": config.credentials_secret}}] if config.credentials_secret else []
+
+
+def _pod_spec_common(config: OperatorConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {"automountServiceAccountToken": False, "securityContext": _pod_security()}
+    if config.workload_service_account:
+        spec["serviceAccountName"] = config.workload_service_account
+    return spec
+
+
+def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: str, trigger: str = "spec", attempt: int = 0) -> dict[str, Any]:
+    """The Job that runs ``modelship train`` for this spec."""
+    name = training_job_name(resource.metadata.name, spec_hash, attempt)
+    labels = {**common_labels(resource, "training"), SPEC_HASH_LABEL: spec_hash}
+    training = resource.spec.training
+    env = _shared_env(resource, config) + [
+        {"name": "MODELSHIP_DEPLOYMENT", "value": resource.metadata.name},
+        {"name": "MODELSHIP_NAMESPACE", "value": resource.metadata.namespace},
+        {"name": "MODELSHIP_GENERATION", "value": str(resource.metadata.generation or 0)},
+        {"name": "MODELSHIP_JOB_NAME", "value": name},
+        {"name": "MODELSHIP_TRIGGER", "value": trigger},
+        {"name": "MODELSHIP_RESULT_PATH", "value": "/dev/termination-log"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    container = {
+        "name": TRAINING_CONTAINER,
+        "image": training.image or config.training_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelship", "train"],
+        "env": env,
+        "resources": _resources(training.resources, {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}),
+        "securityContext": _container_security(),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if config.credentials_secret:
+        container["envFrom"] = _env_from(config)
+    pod_spec = {
+        **_pod_spec_common(config),
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(resource, name, labels, {TRIGGER_ANNOTATION: trigger}),
+        "spec": {
+            "backoffLimit": config.job_backoff_limit,
+            "activeDeadlineSeconds": int(parse_duration(training.timeout)),
+            "ttlSecondsAfterFinished": config.job_ttl_seconds,
+            # Bad input and a failed gate fail the same way on every retry.
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onExitCodes": {"containerName": TRAINING_CONTAINER, "operator": "In", "values": NON_RETRYABLE_EXIT_CODES}},
+                ]
+            },
+            "template": {"metadata": {"labels": {**labels, **config.training_pod_labels}}, "spec": pod_spec},
+        },
+    }
+
+
+def serving_labels(resource: ModelDeployment, version: str, variant: str) -> dict[str, str]:
+    return {**common_labels(resource, "serving"), VERSION_LABEL: version, VARIANT_LABEL: variant}
+
+
+def serving_deployment(resource: ModelDeployment, config: OperatorConfig, version: str, variant: str) -> dict[str, Any]:
+    """One Deployment of ``modelship serve`` per registered model version."""
+    name = serving_name(resource.metadata.name, version)
+    labels = serving_labels(resource, version, variant)
+    selector = {DEPLOYMENT_LABEL: resource.metadata.name, VERSION_LABEL: version}
+    serving = resource.spec.serving
+    env = _shared_env(resource, config) + [
+        {"name": "MODELSHIP_MODEL_VERSION", "value": version},
+        {"name": "MODELSHIP_VARIANT", "value": variant},
+        {"name": "MODELSHIP_PORT", "value": str(config.serving_port)},
+        {"name": "MODELSHIP_MODEL_CACHE", "value": "/cache"},
+        {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    probe = {"httpGet": {"port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
+    container = {
+        "name": SERVING_CONTAINER,
+        "image": serving.image or config.serving_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelship", "serve"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
+        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 6},
+        "startupProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 60},
+        "resources": _resources(serving.resources, {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}),
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": "/cache"}],
+    }
+    if config.credentials_secret:
+        container["envFrom"] = _env_from(config)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "template": {
+            "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(config.serving_port), "prometheus.io/path": "/metrics"}},
+            "spec": {
+                **_pod_spec_common(config),
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
+            },
+        },
+    }
+    if serving.autoscaling is None:
+        spec["replicas"] = 1 if serving.replicas is None else serving.replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(resource, name, labels), "spec": spec}
+
+
+def desired_replicas(deployment: dict[str, Any]) -> int:
+    return deployment.get("spec", {}).get("replicas", 1)
+
+
+def serving_service(resource: ModelDeployment, version: str, variant: str) -> dict[str, Any]:
+    name = serving_name(resource.metadata.name, version)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(resource, name, serving_labels(resource, version, variant)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {DEPLOYMENT_LABEL: resource.metadata.name, VERSION_LABEL: version},
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def serving_hpa(resource: ModelDeployment, version: str, variant: str) -> dict[str, Any] | None:
+    autoscaling = resource.spec.serving.autoscaling
+    if autoscaling is None:
+        return None
+    name = serving_name(resource.metadata.name, version)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(resource, name, serving_labels(resource, version, variant)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": autoscaling.target_cpu_utilization}}}],
+        },
+    }
+
+
+def route_path(resource: ModelDeployment) -> str:
+    return f"/{resource.metadata.namespace}/{resource.metadata.name}"
+
+
+def endpoint_url(resource: ModelDeployment, config: OperatorConfig) -> str:
+    return f"{config.endpoint_base_url}{route_path(resource)}"
+
+
+def http_route(resource: ModelDeployment, config: OperatorConfig, weights: dict[str, int]) -> dict[str, Any]:
+    """The Gateway API route of the endpoint; ``weights`` maps model version → percent."""
+    backends = [
+        {"name": serving_name(resource.metadata.name, version), "port": SERVICE_PORT, "weight": weight}
+        for version, weight in sorted(weights.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0)
+    ]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _metadata(resource, resource.metadata.name, common_labels(resource, "routing")),
+        "spec": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": config.gateway_name, "namespace": config.gateway_namespace}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": route_path(resource)}}],
+                    "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                    "backendRefs": backends,
+                }
+            ],
+        },
+    }

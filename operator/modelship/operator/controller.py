@@ -1,0 +1,202 @@
+"""The reconcile loop: a keyed work queue fed by kopf's watch events and a periodic resync.
+
+One key at a time per ModelDeployment (events of its Jobs and Deployments coalesce), a fixed
+number of workers, and retries with backoff for ``kopf.TemporaryError`` — kopf itself does not
+retry event handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from modelship.api import ModelDeployment, format_errors
+from modelship.operator import metrics, registry
+from modelship.operator.conditions import PROGRESSING, READY, set_condition
+from modelship.operator.config import OperatorConfig
+from modelship.operator.kube import Kube, run
+from modelship.operator.reconcile import plan
+
+log = logging.getLogger("modelship.operator")
+Key = tuple[str, str]
+OUTCOME_REASONS = {"TrainingSucceeded", "QualityGateFailed", "InvalidInput", "TrainingFailed", "ResultMissing"}
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from ``old`` to ``new``: changed keys, and null for removed ones."""
+    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    try:
+        return (dt.datetime.fromisoformat(end.replace("Z", "+00:00")) - dt.datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    except (AttributeError, ValueError):
+        return None
+
+
+class Controller:
+    def __init__(self, kube: Kube, config: OperatorConfig, namespace: str | None = None) -> None:
+        self.kube = kube
+        self.config = config
+        self.namespace = namespace
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queued: set[Key] = set()
+        self.active: set[Key] = set()
+        self.dirty: set[Key] = set()
+        self.failures: dict[Key, int] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.started = False
+
+    # --- queue ------------------------------------------------------------------------
+    def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
+        key = (namespace, name)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.enqueue, namespace, name)
+            return
+        if key in self.active:
+            self.dirty.add(key)
+        elif key not in self.queued:
+            self.queued.add(key)
+            self.queue.put_nowait(key)
+        metrics.QUEUE_DEPTH.set(len(self.queued))
+
+    async def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
+        self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self.started = True
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.started = False
+
+    def alive(self) -> bool:
+        return self.started and all(not task.done() for task in self.tasks)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            try:
+                for body in await run(self.kube.list_model_deployments, self.namespace):
+                    self.enqueue(body["metadata"]["namespace"], body["metadata"]["name"])
+            except Exception as error:  # the next resync tries again
+                log.warning("resync failed: %s", error)
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            self.active.add(key)
+            metrics.QUEUE_DEPTH.set(len(self.queued))
+            delay = None
+            started = time.perf_counter()
+            try:
+                await self.reconcile(*key)
+                self.failures.pop(key, None)
+                metrics.RECONCILES.labels("ok").inc()
+            except kopf.TemporaryError as error:
+                attempts = self.failures[key] = self.failures.get(key, 0) + 1
+                delay = min(float(error.delay or 5) * 2 ** (attempts - 1), 300.0)
+                log.warning("%s/%s: %s; retrying in %.0fs", *key, error, delay)
+                metrics.RECONCILES.labels("retry").inc()
+                metrics.ERRORS.labels("temporary").inc()
+            except kopf.PermanentError as error:
+                log.error("%s/%s: %s", *key, error)
+                metrics.RECONCILES.labels("error").inc()
+                metrics.ERRORS.labels("permanent").inc()
+            except Exception:
+                attempts = self.failures[key] = self.failures.get(key, 0) + 1
+                delay = min(10.0 * 2 ** (attempts - 1), 300.0)
+                log.exception("%s/%s: unexpected error; retrying in %.0fs", *key, delay)
+                metrics.RECONCILES.labels("error").inc()
+                metrics.ERRORS.labels("unexpected").inc()
+            finally:
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                self.active.discard(key)
+                if key in self.dirty:
+                    self.dirty.discard(key)
+                    self.enqueue(*key)
+                if delay is not None:
+                    self.enqueue(*key, delay=delay)
+
+    # --- one reconcile ----------------------------------------------------------------
+    async def reconcile(self, namespace: str, name: str) -> None:
+        body = await run(self.kube.get_model_deployment, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        status = body.get("status") or {}
+        try:
+            resource = ModelDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        except ValidationError as error:
+            await self._report_invalid_spec(body, status, format_errors(error, root=""))
+            raise kopf.PermanentError("invalid spec") from None
+
+        last = status.get("lastTraining") or {}
+        recorded = {last["job"]} if last.get("finishedAt") and last.get("job") else set()
+        observed = await run(self.kube.observe, namespace, name, recorded)
+        current = observed.jobs.get(last.get("job", ""))
+        if current and current.finished and current.succeeded and current.result is None and not last.get("finishedAt"):
+            recovered = await self._registry(registry.result_from_registry, self.config.mlflow_tracking_uri, resource.registered_model_name, current.name)
+            if recovered:
+                observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
+
+        decision = plan(resource, status, observed, self.config, utcnow())
+        for obj in decision.create:
+            if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
+                metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get("modelship.io/trigger", "spec")).inc()
+        for obj in decision.apply:
+            await run(self.kube.apply, obj)
+        for api_version, kind, object_name in decision.delete:
+            await run(self.kube.delete, namespace, api_version, kind, object_name)
+        if decision.promote_version:
+            await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
+            metrics.PROMOTIONS.inc()
+        patch = status_patch(status, decision.status)
+        if patch:
+            await run(self.kube.patch_status, namespace, name, patch)
+        for event in decision.events:
+            if event.reason in OUTCOME_REASONS:
+                metrics.TRAININGS_FINISHED.labels(event.reason).inc()
+                seconds = _seconds_between(decision.status.get("lastTraining", {}).get("startedAt"), decision.status.get("lastTraining", {}).get("finishedAt"))
+                if seconds is not None:
+                    metrics.TRAINING_SECONDS.observe(seconds)
+            log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
+            await run(self.kube.post_event, body, event.type, event.reason, event.message)
+
+    async def _registry(self, func, *args):
+        try:
+            return await asyncio.to_thread(func, *args)
+        except registry.RegistryUnavailable as error:
+            raise kopf.TemporaryError(str(error), delay=10) from error
+
+    async def _report_invalid_spec(self, body: dict[str, Any], status: dict[str, Any], problems: list[str]) -> None:
+        message = "; ".join(problems)[:1000]
+        now = utcnow()
+        generation = body["metadata"].get("generation")
+        conditions = set_condition(status.get("conditions") or [], READY, False, "InvalidSpec", message, now, generation)
+        conditions = set_condition(conditions, PROGRESSING, False, "InvalidSpec", message, now, generation)
+        new = {**status, "conditions": conditions, "observedGeneration": generation, "phase": "Failed" if not status.get("championVersion") else "Degraded"}
+        patch = status_patch(status, new)
+        if patch:
+            await run(self.kube.patch_status, body["metadata"]["namespace"], body["metadata"]["name"], patch)
+            await run(self.kube.post_event, body, "Warning", "InvalidSpec", message)
+
+    async def forget(self, model_name: str) -> None:
+        try:
+            await asyncio.to_thread(registry.forget, self.config.mlflow_tracking_uri, model_name)
+        except Exception as error:  # deletion never waits on MLflow
+            log.info("could not drop aliases of %s: %s", model_name, error)

@@ -1,0 +1,61 @@
+"""kopf wiring: start-up settings and one-line handlers that hand keys to the controller."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+
+from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
+from modelship.operator import http
+from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
+from modelship.operator.config import OperatorConfig
+from modelship.operator.controller import Controller
+from modelship.operator.kube import Kube
+
+OWNED = {MANAGED_BY: "modelship"}
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    # Only watch-event handlers: nothing of kopf's own state is stored on the resources.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelship.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelship.io")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    config = OperatorConfig.from_env()
+    controller = Controller(Kube(), config, namespace=os.environ.get("MODELSHIP_WATCH_NAMESPACE") or None)
+    await controller.start()
+    memo.controller = controller
+    web = http.server(http.build_app(controller.alive), host=os.environ.get("MODELSHIP_HTTP_HOST", "0.0.0.0"), port=config.http_port)
+    memo.web = web
+    memo.web_task = asyncio.create_task(web.serve(), name="http")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_) -> None:
+    memo.web.should_exit = True
+    await memo.controller.stop()
+    await asyncio.wait_for(memo.web_task, timeout=5)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    if event.get("type") == "DELETED":
+        model_name = body.get("spec", {}).get("modelName") or f"{body.metadata.namespace}-{body.metadata.name}"
+        asyncio.create_task(memo.controller.forget(model_name))
+        return
+    memo.controller.enqueue(body.metadata.namespace, body.metadata.name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+async def training_job_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])

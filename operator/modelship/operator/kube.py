@@ -1,0 +1,159 @@
+"""Kubernetes I/O of the operator: observe owned objects, apply a plan, patch status, post events.
+
+Blocking client calls run in threads (``asyncio.to_thread``) so the kopf event loop stays free.
+Objects are written with server-side apply, so a repeated reconcile is a no-op for the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config as kube_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
+from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
+from modelship.operator.observe import Observed, job_state, serving_state
+
+log = logging.getLogger(__name__)
+FIELD_MANAGER = "modelship-operator"
+#: HTTP statuses worth a retry: conflicts, throttling and a struggling API server.
+TRANSIENT = {409, 429, 500, 502, 503, 504}
+
+
+def load_kube_config() -> None:
+    try:
+        kube_config.load_incluster_config()
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()
+
+
+class Kube:
+    """One API client shared by every reconcile."""
+
+    def __init__(self) -> None:
+        self.api_client = client.ApiClient()
+        self.dynamic = DynamicClient(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self._resources: dict[tuple[str, str], Any] = {}
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._resources:
+            self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        return self._resources[key]
+
+    # --- reads ------------------------------------------------------------------------
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_model_deployments(self, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        else:
+            items = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return items.get("items", [])
+
+    def _list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._resource(api_version, kind).get(namespace=namespace, label_selector=selector).to_dict().get("items", [])
+
+    def observe(self, namespace: str, name: str, known_results: set[str]) -> Observed:
+        """Owned Jobs and serving Deployments; pods only for finished Jobs not yet recorded."""
+        selector = f"{MANAGED_BY}=modelship,{DEPLOYMENT_LABEL}={name}"
+        observed = Observed()
+        for job in self._list("batch/v1", "Job", namespace, selector):
+            job_name = job["metadata"]["name"]
+            finished = any(c.get("status") == "True" and c.get("type") in ("Complete", "Failed") for c in job.get("status", {}).get("conditions") or [])
+            pods = []
+            if finished and job_name not in known_results:
+                pods = self._list("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job_name}")
+            observed.jobs[job_name] = job_state(job, pods)
+        for deployment in self._list("apps/v1", "Deployment", namespace, selector):
+            state = serving_state(deployment)
+            observed.serving[state.version] = state
+        return observed
+
+    # --- writes -----------------------------------------------------------------------
+    def create_if_missing(self, obj: dict[str, Any]) -> bool:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        try:
+            resource.create(body=obj, namespace=obj["metadata"]["namespace"])
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        resource.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER, force_conflicts=True)
+
+    def delete(self, namespace: str, api_version: str, kind: str, name: str) -> None:
+        try:
+            self._resource(api_version, kind).delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.api_client.call_api(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+            "PATCH",
+            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+            body={"status": patch},
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+        )
+
+    def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on the ModelDeployment (what `kubectl describe mdep` shows)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        metadata = body["metadata"]
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{metadata['name']}.", namespace=metadata["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=body["apiVersion"], kind=body["kind"], name=metadata["name"], namespace=metadata["namespace"], uid=metadata.get("uid")
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            reporting_instance=FIELD_MANAGER,
+        )
+        try:
+            self.core.create_namespaced_event(metadata["namespace"], event)
+        except ApiException as error:  # an event is best effort; never fail a reconcile on it
+            log.warning("could not post event %s: %s", reason, error.reason)
+
+
+def transient(error: BaseException) -> bool:
+    if isinstance(error, ApiException):
+        return error.status in TRANSIENT or error.status is None or error.status == 0
+    return isinstance(error, (ConnectionError, TimeoutError, OSError, ResourceNotFoundError))
+
+
+async def run(func, *args, **kwargs):
+    """A blocking client call off the event loop; transient API errors become TemporaryError."""
+    try:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    except ApiException as error:
+        if transient(error):
+            raise kopf.TemporaryError(f"Kubernetes API: {error.status} {error.reason}", delay=5) from error
+        raise

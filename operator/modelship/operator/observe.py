@@ -1,0 +1,101 @@
+"""Reading the state of owned objects into plain data the decisions take. Pure parsing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelship.api.results import TrainingResult
+from modelship.operator.builders import SPEC_HASH_LABEL, TRAINING_CONTAINER, VERSION_LABEL
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    spec_hash: str | None
+    finished: bool = False
+    succeeded: bool = False
+    #: Why the Job failed, from its conditions (BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy).
+    failure: str | None = None
+    result: TrainingResult | None = None
+    exit_code: int | None = None
+    #: The raw termination message when it was not a result (a crash's last log lines).
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ServingState:
+    version: str
+    ready: bool
+    variant: str | None = None
+
+
+@dataclass
+class Observed:
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    serving: dict[str, ServingState] = field(default_factory=dict)
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in obj.get("status", {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def parse_result(message: str | None) -> TrainingResult | None:
+    """The training result in a termination message, or None when the message is something else."""
+    if not message:
+        return None
+    text = message.strip().splitlines()[-1] if message.strip() else ""
+    try:
+        return TrainingResult.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        if status.get("name") == TRAINING_CONTAINER and status.get("state", {}).get("terminated"):
+            return status["state"]["terminated"]
+    return None
+
+
+def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+    """What a training Job ended with: its conditions, and the newest pod's termination message."""
+    name = job["metadata"]["name"]
+    spec_hash = (job["metadata"].get("labels") or {}).get(SPEC_HASH_LABEL)
+    complete = _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet")
+    failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
+    if not complete and not failed:
+        return JobState(name, spec_hash)
+    terminated = [t for t in (_terminated(p) for p in pods) if t]
+    terminated.sort(key=lambda t: t.get("finishedAt") or "")
+    last = terminated[-1] if terminated else {}
+    message = last.get("message")
+    result = parse_result(message)
+    failure = None
+    if failed and not complete:
+        failure = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
+    return JobState(
+        name,
+        spec_hash,
+        finished=True,
+        succeeded=bool(complete),
+        failure=failure,
+        result=result,
+        exit_code=last.get("exitCode"),
+        message=None if result else message,
+    )
+
+
+def serving_state(deployment: dict[str, Any]) -> ServingState:
+    labels = deployment["metadata"].get("labels") or {}
+    spec_replicas = deployment.get("spec", {}).get("replicas", 1)
+    status = deployment.get("status") or {}
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    ready = current and (status.get("readyReplicas") or 0) >= max(spec_replicas, 1) and (status.get("updatedReplicas") or 0) >= max(spec_replicas, 1)
+    return ServingState(labels.get(VERSION_LABEL, ""), ready, labels.get("modelship.io/variant"))

@@ -1,0 +1,174 @@
+"""The reconcile decision as a table of situations: what exists → what should change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelship.api import ModelDeployment
+from modelship.api.results import TrainingOutcome, TrainingResult
+from modelship.operator import builders
+from modelship.operator.conditions import condition
+from modelship.operator.config import OperatorConfig
+from modelship.operator.controller import status_patch
+from modelship.operator.observe import JobState, Observed, ServingState, job_state, parse_result
+from modelship.operator.reconcile import plan
+from spec_cases import base_resource
+
+CONFIG = OperatorConfig()
+NOW = "2026-11-22T08:00:00Z"
+
+
+def md() -> ModelDeployment:
+    raw = base_resource()
+    raw["metadata"].update(uid="u1", generation=1)
+    return ModelDeployment.model_validate(raw)
+
+
+RESOURCE = md()
+HASH = builders.training_hash(RESOURCE)
+JOB = builders.training_job_name("california-housing", HASH)
+
+
+def training(finished: bool = True, version: str | None = "1", passed: bool = True, **extra):
+    last = {"job": JOB, "specHash": HASH, "generation": 1, "startedAt": "2026-11-22T07:00:00Z"}
+    if finished:
+        last["finishedAt"] = "2026-11-22T07:05:00Z"
+        last["modelVersion"] = version
+        last["gate"] = {"passed": passed, "reason": ""}
+    return {**last, **extra}
+
+
+def succeeded(version="1"):
+    return JobState(JOB, HASH, finished=True, succeeded=True, result=TrainingResult(outcome=TrainingOutcome.succeeded, version=version, run_id="r", metrics={"r2": 0.85}))
+
+
+def kinds(objects):
+    return sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+
+
+def test_new_resource_creates_one_job_and_reports_training():
+    p = plan(RESOURCE, {}, Observed(), CONFIG, NOW)
+    assert kinds(p.create) == [("Job", JOB)]
+    assert p.status["phase"] == "Training"
+    assert condition(p.status["conditions"], "Progressing")["reason"] == "Training"
+    assert p.status["lastTraining"]["specHash"] == HASH and p.status["observedGeneration"] == 1
+    assert [e.reason for e in p.events] == ["TrainingStarted"]
+
+
+def test_job_already_there_is_not_created_again():
+    # The operator died after creating the Job but before writing the status.
+    p = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, NOW)
+    assert p.create == [] and p.status["phase"] == "Training"
+
+
+def test_running_job_changes_nothing():
+    status = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, NOW).status
+    again = plan(RESOURCE, status, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, "2026-11-22T09:00:00Z")
+    assert again.create == [] and again.events == [] and status_patch(status, again.status) == {}
+
+
+def test_finished_job_registers_and_deploys_the_first_version():
+    p = plan(RESOURCE, {"lastTraining": training(finished=False)}, Observed(jobs={JOB: succeeded("1")}), CONFIG, NOW)
+    assert kinds(p.apply) == [("Deployment", "california-housing-v1"), ("HTTPRoute", "california-housing"), ("HorizontalPodAutoscaler", "california-housing-v1"), ("Service", "california-housing-v1")]
+    assert p.status["lastTraining"]["modelVersion"] == "1" and p.status["lastTraining"]["metrics"] == {"r2": 0.85}
+    assert p.status["phase"] == "Deploying" and p.promote_version is None
+    assert condition(p.status["conditions"], "Trained")["status"] == "True"
+    assert condition(p.status["conditions"], "Ready")["reason"] == "NoChampion"
+
+
+def test_ready_candidate_becomes_champion():
+    status = {"lastTraining": training()}
+    p = plan(RESOURCE, status, Observed(serving={"1": ServingState("1", True, "champion")}), CONFIG, NOW)
+    assert p.promote_version == "1"
+    assert p.status["championVersion"] == "1" and p.status["phase"] == "Serving"
+    assert p.status["endpoint"] == "http://localhost:8000/default/california-housing"
+    assert p.status["traffic"] == [{"version": "1", "weight": 100, "role": "champion"}]
+    assert condition(p.status["conditions"], "Ready")["status"] == "True"
+
+
+def test_second_version_replaces_the_champion_once_ready():
+    status = {"lastTraining": training(version="2"), "championVersion": "1"}
+    waiting = plan(RESOURCE, status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", False)}), CONFIG, NOW)
+    assert waiting.promote_version is None and waiting.status["championVersion"] == "1"
+    assert waiting.status["phase"] == "Deploying" and waiting.delete == []
+    ready = plan(RESOURCE, status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", True)}), CONFIG, NOW)
+    assert ready.promote_version == "2" and ready.status["championVersion"] == "2"
+    assert ("apps/v1", "Deployment", "california-housing-v1") in ready.delete
+    assert ("v1", "Service", "california-housing-v1") in ready.delete
+
+
+@pytest.mark.parametrize(
+    "job, reason, phase_with_champion",
+    [
+        (JobState(JOB, HASH, True, False, result=TrainingResult(outcome=TrainingOutcome.gate_failed, version="2", reason="r2 0.7 < 0.8")), "QualityGateFailed", "Degraded"),
+        (JobState(JOB, HASH, True, False, result=TrainingResult(outcome=TrainingOutcome.invalid_input, reason="column 'x' missing")), "InvalidInput", "Degraded"),
+        (JobState(JOB, HASH, True, False, failure="DeadlineExceeded: too long"), "TrainingFailed", "Degraded"),
+        (JobState(JOB, HASH, True, True), "ResultMissing", "Degraded"),
+    ],
+)
+def test_failed_training_keeps_the_champion_serving(job, reason, phase_with_champion):
+    status = {"lastTraining": training(finished=False), "championVersion": "1"}
+    p = plan(RESOURCE, status, Observed(jobs={JOB: job}, serving={"1": ServingState("1", True)}), CONFIG, NOW)
+    assert condition(p.status["conditions"], "Trained")["reason"] == reason
+    assert p.status["championVersion"] == "1" and p.status["phase"] == phase_with_champion
+    assert condition(p.status["conditions"], "Degraded")["status"] == "True"
+    assert kinds(p.apply)[0] == ("Deployment", "california-housing-v1") and p.delete == []
+    assert p.events[0].type == "Warning"
+    # Without a champion the same failure is a Failed resource.
+    alone = plan(RESOURCE, {"lastTraining": training(finished=False)}, Observed(jobs={JOB: job}), CONFIG, NOW)
+    assert alone.status["phase"] == "Failed" and alone.apply == []
+
+
+def test_spec_change_starts_a_new_job_and_stops_the_stale_one():
+    old = JobState("california-housing-train-old", "old")
+    status = {"lastTraining": {"job": old.name, "specHash": "old", "startedAt": "t"}, "championVersion": "1"}
+    p = plan(RESOURCE, status, Observed(jobs={old.name: old}, serving={"1": ServingState("1", True)}), CONFIG, NOW)
+    assert kinds(p.create) == [("Job", JOB)]
+    assert ("batch/v1", "Job", old.name) in p.delete
+    assert p.status["phase"] == "Training" and p.status["championVersion"] == "1"
+
+
+def test_vanished_job_is_started_again():
+    p = plan(RESOURCE, {"lastTraining": training(finished=False)}, Observed(), CONFIG, NOW)
+    assert kinds(p.create) == [("Job", JOB)]
+
+
+def test_conditions_keep_their_transition_time_when_nothing_changes():
+    first = plan(RESOURCE, {"lastTraining": training()}, Observed(serving={"1": ServingState("1", True)}), CONFIG, NOW).status
+    second = plan(RESOURCE, first, Observed(serving={"1": ServingState("1", True)}), CONFIG, "2026-11-22T10:00:00Z").status
+    assert status_patch(first, second) == {}
+
+
+def test_status_patch_nulls_removed_keys():
+    assert status_patch({"canaryVersion": "2", "phase": "Deploying"}, {"phase": "Serving"}) == {"phase": "Serving", "canaryVersion": None}
+
+
+def _pod(message, exit_code, finished="2026-11-22T07:05:00Z"):
+    return {"status": {"containerStatuses": [{"name": "train", "state": {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": finished}}}]}}
+
+
+def _job(condition_type):
+    return {"metadata": {"name": JOB, "labels": {"modelship.io/spec-hash": HASH}}, "status": {"conditions": [{"type": condition_type, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}
+
+
+def test_job_state_reads_the_result_from_the_termination_message():
+    result = TrainingResult(outcome=TrainingOutcome.succeeded, version="4", metrics={"r2": 0.9})
+    state = job_state(_job("Complete"), [_pod(result.model_dump_json(by_alias=True), 0)])
+    assert state.finished and state.succeeded and state.result.version == "4"
+
+
+def test_job_state_of_a_crash_keeps_the_log_tail():
+    state = job_state(_job("Failed"), [_pod("Traceback ...\nMemoryError", 1)])
+    assert state.finished and not state.succeeded and state.result is None
+    assert state.failure.startswith("BackoffLimitExceeded") and "MemoryError" in state.message
+
+
+def test_job_state_of_a_running_job():
+    assert not job_state({"metadata": {"name": JOB, "labels": {}}, "status": {"active": 1}}, []).finished
+
+
+@pytest.mark.parametrize("message", [None, "", "not json", json.dumps({"outcome": "Nope"}), "{truncated"])
+def test_parse_result_rejects_non_results(message):
+    assert parse_result(message) is None
