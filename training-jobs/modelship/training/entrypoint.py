@@ -82,8 +82,10 @@ def render_result(result: TrainingResult, limit: int = TERMINATION_MESSAGE_LIMIT
     text = result.model_dump_json(by_alias=True, exclude_none=True)
     while len(text.encode()) > limit and result.reason:
         overflow = len(text.encode()) - limit
-        cut = max(0, len(result.reason) - overflow - 1)
-        result = result.model_copy(update={"reason": result.reason[:cut].rstrip() + "…" if cut else ""})
+        encoded = result.reason.encode()
+        budget = len(encoded) - overflow - len("…".encode()) - 8  # JSON escapes may widen
+        short = encoded[: max(0, budget)].decode(errors="ignore").rstrip()
+        result = result.model_copy(update={"reason": short + "…" if short else ""})
         text = result.model_dump_json(by_alias=True, exclude_none=True)
     return text
 
