@@ -1,0 +1,170 @@
+"""The drift window of a model server and its periodic evaluation, off the request path.
+
+The request path only appends validated records to a bounded deque (``windowSize``); invalid
+requests never reach it. A daemon thread wakes every ``interval`` and, when the window holds at
+least ``minRows`` rows, copies it and compares it with the training reference sample through
+:func:`modelship.monitoring.drift.compute_drift`, then exports the gauges.
+
+Evidently is slow (seconds for a few thousand rows) and mostly pure Python, so in the same
+process it would hold the GIL and stall requests. By default the evaluation runs in one child
+process (spawned once, reference loaded once, ``nice`` 10 so the kernel favours the server);
+``MODELSHIP_DRIFT_EXECUTOR=thread`` keeps it in-process (for comparison, or where a child
+process is not wanted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+from modelship.monitoring.drift import DriftResult, DriftSettings, compute_drift
+
+log = logging.getLogger(__name__)
+
+#: Niceness of the drift child process.
+DRIFT_NICENESS = 10
+
+_reference: Any = None
+_categorical: list[str] | None = None
+
+
+def _init_child(reference_path: str, categorical: list[str], columns: list[str], niceness: int) -> None:
+    global _reference, _categorical
+    import pandas as pd
+
+    if niceness:
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass
+    _reference = pd.read_parquet(reference_path, columns=columns)
+    _categorical = categorical
+    import evidently.presets  # noqa: F401 - pay the import once, before the first evaluation
+
+
+def _evaluate_in_child(columns: list[str], rows: list[dict[str, Any]], settings: DriftSettings) -> DriftResult:
+    import pandas as pd
+
+    current = pd.DataFrame.from_records(rows, columns=columns)
+    return compute_drift(current, _reference, settings, _categorical)
+
+
+def _warm() -> bool:
+    return True
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        reference_path: str,
+        reference: Any,
+        columns: list[str],
+        categorical: list[str],
+        settings: DriftSettings,
+        window_size: int,
+        min_rows: int,
+        interval_seconds: float,
+        on_result: Callable[[DriftResult, float], None],
+        on_failure: Callable[[], None] | None = None,
+        on_window: Callable[[int], None] | None = None,
+        executor: str = "process",
+    ) -> None:
+        self.columns = list(columns)
+        self.categorical = list(categorical)
+        self.settings = settings
+        self.window: deque[dict[str, Any]] = deque(maxlen=window_size)
+        self.min_rows = min_rows
+        self.interval = interval_seconds
+        self._on_result = on_result
+        self._on_failure = on_failure
+        self._on_window = on_window
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: DriftResult | None = None
+        self.last_seconds: float | None = None
+        self.evaluations = 0
+        self._reference = reference[self.columns] if reference is not None else None
+        self._executor_kind = executor
+        self._executor: Executor | None = None
+        self._reference_path = reference_path
+
+    # --- request path -------------------------------------------------------------------
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        """Append validated records (cheap; the deque drops the oldest beyond ``windowSize``)."""
+        self.window.extend(records)
+        if self._on_window is not None:
+            self._on_window(len(self.window))
+
+    # --- background ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="drift", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _make_executor(self) -> Executor:
+        if self._executor_kind == "thread":
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-eval")
+        import multiprocessing
+
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_child,
+            initargs=(self._reference_path, self.categorical, self.columns, DRIFT_NICENESS),
+        )
+        executor.submit(_warm).result(timeout=300)
+        return executor
+
+    def evaluate_now(self) -> DriftResult | None:
+        """One evaluation of the current window (None when it holds fewer than ``minRows``)."""
+        rows = list(self.window)
+        if len(rows) < self.min_rows:
+            return None
+        if self._executor is None:
+            self._executor = self._make_executor()
+        started = time.perf_counter()
+        if self._executor_kind == "thread":
+            import pandas as pd
+
+            current = pd.DataFrame.from_records(rows, columns=self.columns)
+            result = self._executor.submit(compute_drift, current, self._reference, self.settings, self.categorical).result()
+        else:
+            result = self._executor.submit(_evaluate_in_child, self.columns, rows, self.settings).result()
+        seconds = time.perf_counter() - started
+        self.last, self.last_seconds = result, seconds
+        self.evaluations += 1
+        self._on_result(result, seconds)
+        log.info(
+            "drift over %d rows in %.2fs: share %.2f (%s)%s",
+            result.rows, seconds, result.drifted_share, ", ".join(result.drifted_features) or "none",
+            " — DRIFT DETECTED" if result.drift_detected else "",
+        )
+        return result
+
+    def _loop(self) -> None:
+        try:
+            self._executor = self._make_executor()
+        except Exception:  # noqa: BLE001
+            log.exception("cannot start the drift evaluator; retrying at the next interval")
+        while not self._stop.wait(self.interval):
+            try:
+                self.evaluate_now()
+            except Exception:  # noqa: BLE001 - drift must never take the server down
+                log.exception("drift evaluation failed")
+                if self._on_failure is not None:
+                    self._on_failure()
+                if self._executor is not None and self._executor_kind == "process":
+                    self._executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = None

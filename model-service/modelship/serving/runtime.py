@@ -1,0 +1,188 @@
+"""Everything one model server process holds: the model, its metrics, the micro-batcher, the
+drift window and the prediction log, and the request handling the HTTP routes delegate to.
+
+Kept apart from the BentoML service class so it is plain Python: the routes in
+:mod:`modelship.serving.service` are one line each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelship.monitoring import metrics as names
+from modelship.serving.batching import MicroBatcher
+from modelship.serving.errors import ModelNotReady, ServingError, is_client_error, status_of
+from modelship.serving.model import ServedModel
+from modelship.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+VERSION_HEADER = "x-model-version"
+VARIANT_HEADER = "x-model-variant"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+class ModelRuntime:
+    def __init__(self, settings: ServingSettings) -> None:
+        from modelship.serving.telemetry import ServingMetrics
+
+        self.settings = settings
+        self.model = ServedModel(settings)
+        # An alias is resolved at load: until then requests (503s) are counted under the alias.
+        self.metrics = ServingMetrics(settings.model_name, settings.model_version.lstrip("@"), settings.variant, eager=settings.alias is None)
+        batching = settings.serving.batching
+        self.batcher = MicroBatcher(
+            self.model.predict,
+            max_batch_size=batching.max_batch_size,
+            max_latency_ms=batching.max_latency_ms,
+            on_batch=lambda rows: self.metrics.batch(rows),
+            enabled=batching.enabled,
+        )
+        self.drift: Any = None
+        self.prediction_log: Any = None
+        if settings.prediction_log:
+            from modelship.serving.predlog import PredictionLog
+
+            self.prediction_log = PredictionLog(settings.prediction_log)
+        self._classification = False
+        self._stopping = threading.Event()
+        self._loader: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start_loading(self) -> None:
+        """Load the model in the background; the server answers (not ready) meanwhile."""
+        self._loader = threading.Thread(target=self._load_until_ready, name="model-loader", daemon=True)
+        self._loader.start()
+
+    def _load_until_ready(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            try:
+                self.model.load()
+                break
+            except Exception as error:  # noqa: BLE001 - keep trying: MLflow may come back
+                self.model.load_error = f"loading failed (attempt {attempt}): {error}"
+                log.error("model %s %s: %s; retrying in %.0fs", self.settings.model_name, self.settings.model_version, self.model.load_error, self.settings.load_retry_seconds)
+                if self._stopping.wait(self.settings.load_retry_seconds):
+                    return
+        if self._stopping.is_set():
+            return
+        self._on_loaded()
+
+    def _on_loaded(self) -> None:
+        from modelship.serving.telemetry import ServingMetrics
+
+        model = self.model
+        assert model.artifacts is not None and model.schema is not None
+        self._classification = model.schema.task == "classification"
+        if model.artifacts.version != self.metrics.labels[names.LABEL_VERSION]:
+            self.metrics = ServingMetrics(self.settings.model_name, model.artifacts.version, self.settings.variant)
+        self._start_drift()
+        self.metrics.ready(True, model.artifacts.run_id, model.schema.task)
+
+    def _start_drift(self) -> None:
+        drift = self.settings.monitoring.drift
+        model = self.model
+        if not drift.enabled:
+            return
+        if model.artifacts is None or model.artifacts.reference_path is None or model.schema is None:
+            log.warning("no reference sample: drift detection is off")
+            return
+        from modelship.monitoring.drift import DriftSettings
+        from modelship.serving.drift_monitor import DriftMonitor
+
+        columns = [name for name in model.schema.names if name in set(model.reference.columns)]
+        self.drift = DriftMonitor(
+            reference_path=str(model.artifacts.reference_path),
+            reference=model.reference,
+            columns=columns,
+            categorical=[name for name in model.schema.categorical if name in set(columns)],
+            settings=DriftSettings(method=drift.method, threshold=drift.threshold, drift_share=drift.drift_share),
+            window_size=drift.window_size,
+            min_rows=drift.min_rows,
+            interval_seconds=self.settings.drift_interval_seconds,
+            on_result=lambda result, seconds: self.metrics.drift(result, seconds),
+            on_failure=lambda: self.metrics.drift_failed(),
+            on_window=lambda rows: self.metrics.window(rows),
+            executor=self.settings.drift_executor,
+        )
+        self.drift.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self.drift is not None:
+            self.drift.stop()
+        self.batcher.close()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.model.ready
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def predict(self, body: bytes, request_id: str | None, endpoint: str = "predict") -> Reply:
+        """``POST /predict`` (micro-batched) and ``POST /predict/batch`` (one direct model call)."""
+        started = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        headers = {REQUEST_ID_HEADER: request_id, VARIANT_HEADER: self.settings.variant}
+        try:
+            records, prepared = self.model.preprocess(body)
+            if endpoint == "batch":
+                output = await self.batcher.run_direct(prepared)
+            else:
+                output = await self.batcher.submit(prepared)
+            reply = self.model.postprocess(output)
+        except ServingError as error:
+            outcome = names.OUTCOME_INVALID if is_client_error(error) else names.OUTCOME_ERROR
+            self.metrics.request(outcome, endpoint, time.perf_counter() - started)
+            if self.model.artifacts is not None:
+                headers[VERSION_HEADER] = self.model.artifacts.version
+            if isinstance(error, ModelNotReady):
+                headers["retry-after"] = "5"
+            return Reply(status_of(error), error.body(), headers)
+        self.metrics.request(names.OUTCOME_SUCCESS, endpoint, time.perf_counter() - started)
+        self.metrics.predictions(output.predictions, self._classification)
+        if self.drift is not None:
+            self.drift.add(records)
+        if self.prediction_log is not None:
+            self.prediction_log.record(request_id, records, reply)
+        headers[VERSION_HEADER] = reply["version"]
+        return Reply(200, reply, headers)
+
+    def describe(self) -> Reply:
+        info = self.model.info()
+        if self.drift is not None and self.drift.last is not None:
+            last = self.drift.last
+            info["lastDrift"] = {
+                "rows": last.rows,
+                "driftedShare": last.drifted_share,
+                "driftDetected": last.drift_detected,
+                "seconds": round(self.drift.last_seconds or 0.0, 3),
+                "features": {name: {"score": item.score, "drifted": item.drifted, "method": item.method} for name, item in last.features.items()},
+            }
+        if self.drift is not None:
+            info["driftWindowRows"] = len(self.drift.window)
+        headers = {VARIANT_HEADER: self.settings.variant}
+        if self.model.artifacts is not None:
+            headers[VERSION_HEADER] = self.model.artifacts.version
+        return Reply(200, json.loads(json.dumps(info, default=str)), headers)

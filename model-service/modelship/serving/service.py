@@ -1,0 +1,115 @@
+"""The BentoML service: one registered model version per process (see ``modelship serve``).
+
+BentoML 1.4 runs it (``@bentoml.service``): process supervision, ``/healthz`` and ``/livez``,
+``/readyz`` (503 until :meth:`ModelService.__is_ready__` says the model is loaded), ``/metrics``
+(the Modelship series from :mod:`modelship.serving.telemetry` land in its multiprocess
+registry), ``/docs.json`` and the docs page. The prediction routes are FastAPI routes mounted
+into the service (``@bentoml.asgi_app``), methods of the service class: they read the raw body
+so that every bad request, including a body that is not JSON, gets a 4xx with the field-level
+detail and is counted as ``outcome="invalid"``; BentoML's ``@bentoml.api`` IO layer answers
+those itself (400, or 500 for a non-JSON body to an untyped input) before user code runs, and
+measured about half the requests/s of the mounted route on this machine (docs/benchmarks.md).
+
+Settings come from the environment (:class:`modelship.serving.settings.ServingSettings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from modelship.serving.runtime import REQUEST_ID_HEADER, ModelRuntime, Reply
+from modelship.serving.settings import ServingSettings
+
+_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One record: feature name → number, string (categorical) or null (where the feature allows missing values). GET /model lists the features.",
+    "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}, {"nullable": True}]},
+}
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _RECORD_SCHEMA,
+                        {"type": "array", "items": _RECORD_SCHEMA},
+                        {"type": "object", "properties": {"records": {"type": "array", "items": _RECORD_SCHEMA}}, "required": ["records"]},
+                    ]
+                }
+            }
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON, or not a record or an array of records."},
+    413: {"description": "More records than maxRecordsPerRequest."},
+    422: {"description": "Invalid records: `detail` lists every offending field (`loc`, `msg`, `type`)."},
+    503: {"description": "The model is still loading."},
+}
+
+app = FastAPI(
+    title="Modelship model server",
+    description="Predictions from one registered model version. Responses carry the version and the variant that answered.",
+    openapi_url=None,  # BentoML serves the merged spec at /docs.json
+    docs_url=None,
+    redoc_url=None,
+)
+
+
+def _configure_logging() -> None:
+    """Modelship's own log lines (load, drift) next to BentoML's, on stderr."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logger = logging.getLogger("modelship")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _response(reply: Reply) -> Response:
+    return Response(reply.encode(), status_code=reply.status, media_type="application/json", headers=reply.headers)
+
+
+@bentoml.service(
+    name="modelship-model",
+    workers=1,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+@bentoml.asgi_app(app, path="/")
+class ModelService:
+    """Serves one registered MLflow model version: validated predictions, metrics and a drift window."""
+
+    def __init__(self) -> None:
+        _configure_logging()
+        self.runtime = ModelRuntime(ServingSettings.from_env())
+        self.runtime.start_loading()
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.runtime.close()
+
+    @app.post("/predict", openapi_extra=_PREDICT_BODY, responses=_ERRORS, summary="Predict one record or a list of records (adaptive batching)")
+    async def predict(self, request: Request) -> Response:
+        return _response(await self.runtime.predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "predict"))
+
+    @app.post("/predict/batch", openapi_extra=_PREDICT_BODY, responses=_ERRORS, summary="Predict a large list of records in one model call")
+    async def predict_batch(self, request: Request) -> Response:
+        return _response(await self.runtime.predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "batch"))
+
+    @app.get("/model", summary="The served model: name, version, variant, feature schema, signature, training metrics")
+    async def model(self) -> Response:
+        return _response(self.runtime.describe())

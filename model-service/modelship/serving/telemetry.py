@@ -1,0 +1,133 @@
+"""The model server's Prometheus metrics (names from :mod:`modelship.monitoring.metrics`).
+
+Created with ``prometheus_client`` on first use, inside the BentoML worker, so they land in the
+multiprocess directory BentoML's ``/metrics`` reads (``PROMETHEUS_MULTIPROC_DIR``, set by
+``bentoml serve``), or in the default registry when there is no such directory (tests).
+Every series carries ``model``, ``version``, ``variant``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from modelship.monitoring import metrics as names
+
+#: Gauges keep the value the live worker set last.
+_GAUGE_MODE = "livemostrecent"
+
+
+@functools.cache
+def _families() -> dict[str, Any]:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    labels = list(names.LABELS)
+    return {
+        "predictions": Counter(names.PREDICTIONS_TOTAL, "Prediction requests by outcome (success, invalid, error).", [*labels, names.LABEL_OUTCOME, names.LABEL_ENDPOINT]),
+        "records": Counter(names.PREDICTED_RECORDS_TOTAL, "Records predicted.", labels),
+        "latency": Histogram(names.PREDICTION_LATENCY_SECONDS, "Prediction request latency in seconds.", [*labels, names.LABEL_ENDPOINT], buckets=names.LATENCY_BUCKETS),
+        "batch": Histogram(names.BATCH_SIZE, "Rows per model call after adaptive batching.", labels, buckets=names.BATCH_SIZE_BUCKETS),
+        "value": Histogram(names.PREDICTION_VALUE, "Predicted values (regression).", labels, buckets=_value_buckets()),
+        "klass": Counter(names.PREDICTED_CLASS_TOTAL, "Predicted classes (classification).", [*labels, names.LABEL_CLASS]),
+        "feature_score": Gauge(names.FEATURE_DRIFT_SCORE, "Drift score of each feature in the last evaluation.", [*labels, names.LABEL_FEATURE], multiprocess_mode=_GAUGE_MODE),
+        "feature_drifted": Gauge(names.FEATURE_DRIFTED, "1 when the feature drifted in the last evaluation.", [*labels, names.LABEL_FEATURE], multiprocess_mode=_GAUGE_MODE),
+        "share": Gauge(names.DRIFTED_FEATURES_SHARE, "Share of drifted features in the last evaluation.", labels, multiprocess_mode=_GAUGE_MODE),
+        "detected": Gauge(names.DATA_DRIFT_DETECTED, "1 when the drifted share reached driftShare in the last evaluation.", labels, multiprocess_mode=_GAUGE_MODE),
+        "window": Gauge(names.DRIFT_WINDOW_ROWS, "Rows in the drift window.", labels, multiprocess_mode=_GAUGE_MODE),
+        "drift_seconds": Histogram(names.DRIFT_EVALUATION_SECONDS, "Seconds one drift evaluation took.", labels, buckets=names.DRIFT_EVALUATION_BUCKETS),
+        "drift_runs": Counter(names.DRIFT_EVALUATIONS_TOTAL, "Drift evaluations by outcome.", [*labels, names.LABEL_OUTCOME]),
+        "info": Gauge(names.MODEL_INFO, "The served model (always 1).", [*labels, names.LABEL_RUN_ID, names.LABEL_TASK], multiprocess_mode=_GAUGE_MODE),
+        "ready": Gauge(names.MODEL_READY, "1 once the model is loaded and serving.", labels, multiprocess_mode=_GAUGE_MODE),
+    }
+
+
+def _value_buckets() -> tuple[float, ...]:
+    # Wide and log-spaced: the target's scale is not known before the model loads.
+    return tuple(sorted({sign * m * 10.0**e for e in range(-2, 7) for m in (1, 2.5, 5) for sign in (1,)} | {0.0}))
+
+
+class ServingMetrics:
+    """The metric children of one served model, labelled once."""
+
+    def __init__(self, model: str, version: str, variant: str, eager: bool = True) -> None:
+        """``eager`` creates every series at 0 now (so ``rate()`` starts from zero); a runtime
+        that does not know its version yet (an alias before loading) passes False."""
+        f = _families()
+        self.labels = {names.LABEL_MODEL: model, names.LABEL_VERSION: version, names.LABEL_VARIANT: variant}
+        lv = (model, version, variant)
+        self._f = f
+        self._lv = lv
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._classes: dict[str, Any] = {}
+        self._eager = eager
+        if eager:
+            for outcome in names.OUTCOMES:
+                for endpoint in ("predict", "batch"):
+                    self._outcome(outcome, endpoint)
+            self._ready = f["ready"].labels(*lv)
+            self._ready.set(0)
+
+    def _outcome(self, outcome: str, endpoint: str) -> Any:
+        child = self._outcomes.get((outcome, endpoint))
+        if child is None:
+            child = self._outcomes[(outcome, endpoint)] = self._f["predictions"].labels(*self._lv, outcome, endpoint)
+            self._latency.setdefault(endpoint, self._f["latency"].labels(*self._lv, endpoint))
+        return child
+
+    @functools.cached_property
+    def _records(self) -> Any:
+        return self._f["records"].labels(*self._lv)
+
+    @functools.cached_property
+    def _batch(self) -> Any:
+        return self._f["batch"].labels(*self._lv)
+
+    @functools.cached_property
+    def _value(self) -> Any:
+        return self._f["value"].labels(*self._lv)
+
+    @functools.cached_property
+    def _window(self) -> Any:
+        return self._f["window"].labels(*self._lv)
+
+    def request(self, outcome: str, endpoint: str, seconds: float) -> None:
+        self._outcome(outcome, endpoint).inc()
+        self._latency[endpoint].observe(seconds)
+
+    def predictions(self, values: list[Any], classification: bool) -> None:
+        self._records.inc(len(values))
+        if classification:
+            for value in values:
+                key = str(value)
+                child = self._classes.get(key)
+                if child is None:
+                    child = self._classes[key] = self._f["klass"].labels(*self._lv, key)
+                child.inc()
+        else:
+            observe = self._value.observe
+            for value in values:
+                observe(value)
+
+    def batch(self, rows: int) -> None:
+        self._batch.observe(rows)
+
+    def window(self, rows: int) -> None:
+        self._window.set(rows)
+
+    def ready(self, ready: bool, run_id: str | None = None, task: str | None = None) -> None:
+        self._f["ready"].labels(*self._lv).set(1 if ready else 0)
+        if ready:
+            self._f["info"].labels(*self._lv, run_id or "", task or "").set(1)
+
+    def drift(self, result: Any, seconds: float) -> None:
+        for feature, item in result.features.items():
+            self._f["feature_score"].labels(*self._lv, feature).set(item.score)
+            self._f["feature_drifted"].labels(*self._lv, feature).set(1 if item.drifted else 0)
+        self._f["share"].labels(*self._lv).set(result.drifted_share)
+        self._f["detected"].labels(*self._lv).set(1 if result.drift_detected else 0)
+        self._f["drift_seconds"].labels(*self._lv).observe(seconds)
+        self._f["drift_runs"].labels(*self._lv, "success").inc()
+
+    def drift_failed(self) -> None:
+        self._f["drift_runs"].labels(*self._lv, "error").inc()
