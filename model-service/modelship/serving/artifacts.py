@@ -141,7 +141,7 @@ def fetch(name: str, version_or_alias: str, cache: ModelCache, tracking_uri: str
         log.info("model %s version %s found in the cache at %s", name, version, cached.directory)
         return cached
     try:
-        return _download(client or _client(tracking_uri), name, version, cache)
+        return _download(client or _client(tracking_uri), name, version, cache, tracking_uri)
     except ModelLoadError:
         raise
     except Exception as error:  # noqa: BLE001
@@ -159,7 +159,7 @@ def _short(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def _download(client: Any, name: str, version: str, cache: ModelCache) -> ModelArtifacts:
+def _download(client: Any, name: str, version: str, cache: ModelCache, tracking_uri: str | None) -> ModelArtifacts:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
@@ -176,10 +176,11 @@ def _download(client: Any, name: str, version: str, cache: ModelCache) -> ModelA
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
     try:
-        tracking_uri = client._tracking_client.tracking_uri if hasattr(client, "_tracking_client") else None
         model_dir = staging / MODEL_DIR
         model_dir.mkdir()
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(model_dir), tracking_uri=tracking_uri)
+        # The version's own artifact location, so no global MLflow state (registry URI) is used.
+        source = client.get_model_version_download_uri(name, version)
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(model_dir), tracking_uri=tracking_uri)
         model_dir = _find_mlmodel_dir(model_dir)
         if model_dir != staging / MODEL_DIR:
             shutil.move(str(model_dir), str(staging / "model.tmp"))

@@ -1,0 +1,257 @@
+"""Test kit for the model server: train with the real ``modelship train``, run a real MLflow
+server and a real ``modelship serve`` as processes on 127.0.0.1, and stop what we started."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+DATASETS = Path(os.environ.get("MODELSHIP_DATASETS", REPO.parent / "shared" / "datasets"))
+HOUSING_CSV = DATASETS / "california_housing.csv"
+PERSONALITY_CSV = DATASETS / "personality.csv"
+BIN = Path(sys.executable).parent
+MODELSHIP = str(BIN / "modelship")
+
+HOUSING_RECORD: dict[str, Any] = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": 129.0,
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def housing_spec(trees: int = 60, depth: int = 6, **extra: Any) -> dict[str, Any]:
+    spec = {
+        "task": "regression",
+        "dataset": {"uri": HOUSING_CSV.as_uri(), "target": "median_house_value"},
+        "training": {"framework": "xgboost", "hyperparameters": {"n_estimators": trees, "max_depth": depth}},
+    }
+    spec.update(extra)
+    return spec
+
+
+def personality_spec(framework: str = "sklearn", estimator: str | None = "logisticRegression") -> dict[str, Any]:
+    training: dict[str, Any] = {"framework": framework}
+    if estimator:
+        training["estimator"] = estimator
+    if framework == "xgboost":
+        training["hyperparameters"] = {"n_estimators": 40, "max_depth": 4}
+    return {
+        "task": "classification",
+        "dataset": {"uri": PERSONALITY_CSV.as_uri(), "target": "Personality"},
+        "training": training,
+    }
+
+
+def train(workdir: Path, tracking_uri: str, model_name: str, spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    """Run the real training entrypoint; its result JSON (version, run id, metrics)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    result_path = workdir / f"result-{model_name}-{time.monotonic_ns()}.json"
+    command = [
+        MODELSHIP, "train",
+        "--spec-json", json.dumps(spec),
+        "--tracking-uri", tracking_uri,
+        "--model-name", model_name,
+        "--artifact-location", str(workdir / "artifacts"),
+        "--result-path", str(result_path),
+    ]
+    done = subprocess.run(command, cwd=workdir, env=base_env(), capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"modelship train exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(result_path.read_text())
+
+
+def load_pipeline(tracking_uri: str, name: str, version: str) -> Any:
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGTERM the process group we started (the server and its BentoML workers), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+class Server:
+    """A ``modelship serve`` process on 127.0.0.1."""
+
+    def __init__(self, log_path: Path, process: subprocess.Popen[Any], port: int) -> None:
+        self.log_path = log_path
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_listening(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                self.client.get("/healthz", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise TimeoutError(f"server did not listen within {timeout}s:\n{self.log()[-4000:]}")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self.wait_listening(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log()[-4000:]}")
+            if self.client.get("/readyz", timeout=5).status_code == 200:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"model not ready within {timeout}s:\n{self.log()[-4000:]}")
+
+    def metrics(self) -> str:
+        return self.client.get("/metrics").text
+
+    def stop(self) -> None:
+        self.client.close()
+        _stop(self.process)
+
+
+@contextlib.contextmanager
+def serve(
+    workdir: Path,
+    model_name: str,
+    version: str,
+    tracking_uri: str | None,
+    cache_dir: Path,
+    spec: dict[str, Any] | None = None,
+    variant: str = "champion",
+    extra_env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+) -> Iterator[Server]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = workdir / f"serve-{port}.log"
+    command = [
+        MODELSHIP, "serve",
+        "--model-name", model_name,
+        "--model-version", version,
+        "--variant", variant,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--cache-dir", str(cache_dir),
+        *(["--tracking-uri", tracking_uri] if tracking_uri else []),
+        *(["--spec-json", json.dumps(spec)] if spec else []),
+        *(extra_args or []),
+    ]
+    env = base_env()
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra_env or {})
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(log_path, process, port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class MlflowServer:
+    """A real ``mlflow server`` process (sqlite backend, artifacts proxied) on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[Any] | None = None
+        self.log_path = workdir / f"mlflow-{self.port}.log"
+
+    def start(self, timeout: float = 120) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--artifacts-destination", str(self.workdir / "mlartifacts"),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", "1",
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=self.workdir, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"mlflow server not up within {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text → {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def metric(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+    wanted = set(labels.items())
+    for (sample_name, sample_labels), value in samples.items():
+        if sample_name == name and wanted <= set(sample_labels):
+            return value
+    return None
