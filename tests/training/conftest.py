@@ -1,0 +1,158 @@
+"""Fixtures for the real-process training tests: the ``modelship train`` entrypoint run as a
+subprocess against a real MLflow backend, either a sqlite file with an artifact directory or
+an ``mlflow server`` process on 127.0.0.1.
+
+The data sets are read in place from ``../shared/datasets`` (never copied into the repo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
+CALIFORNIA = DATASETS / "california_housing.csv"
+PERSONALITY = DATASETS / "personality.csv"
+BIN = Path(sys.executable).parent
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    result_file: Path
+
+    @property
+    def last_line(self) -> str:
+        return self.stdout.strip().splitlines()[-1]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.last_line)
+
+
+@dataclass
+class Backend:
+    tracking_uri: str
+    artifact_location: str | None
+    workdir: Path
+
+    def client(self):
+        os.environ.update(QUIET)
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def train(self, *args: str, spec: dict | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
+        """Run ``modelship train`` as its own process; ``spec`` goes in MODELSHIP_SPEC."""
+        result_file = self.workdir / f"result-{time.monotonic_ns()}.json"
+        environ = {**os.environ, **QUIET, "MLFLOW_TRACKING_URI": self.tracking_uri, "MODELSHIP_RESULT_PATH": str(result_file)}
+        if spec is not None:
+            environ["MODELSHIP_SPEC"] = json.dumps(spec)
+        if self.artifact_location:
+            environ["MODELSHIP_ARTIFACT_LOCATION"] = self.artifact_location
+        environ.update(env or {})
+        completed = subprocess.run(
+            [str(BIN / "modelship"), "train", *args],
+            cwd=self.workdir,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(completed.returncode, completed.stdout, completed.stderr, result_file)
+
+
+def aliases(client, model_name: str) -> dict[str, str]:
+    """Alias → version (as text: the sqlite store answers ints, the REST store strings)."""
+    return {alias: str(version) for alias, version in client.get_registered_model(model_name).aliases.items()}
+
+
+def snapshot(client, model_name: str) -> dict[str, Any]:
+    """What a failed training must leave unchanged: versions, aliases, runs."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(model_name)
+        aliases = {alias: str(version) for alias, version in model.aliases.items()}
+    except MlflowException:
+        aliases = None
+    versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{model_name}'"))
+    experiments = client.search_experiments()
+    runs = sum(len(client.search_runs([e.experiment_id])) for e in experiments)
+    return {"aliases": aliases, "versions": versions, "runs": runs}
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Path) -> Backend:
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    return Backend(f"sqlite:///{tmp_path / 'mlflow.db'}", str(artifacts), tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> Backend:
+    """``mlflow server`` on a free loopback port, artifacts proxied; stopped on teardown."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = open(root / "server.log", "w")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=root,
+        env={**os.environ, **QUIET},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server not healthy after 120s: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        workdir = root / "work"
+        workdir.mkdir()
+        yield Backend(url, None, workdir)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
