@@ -68,8 +68,11 @@ def personality_spec(framework: str = "sklearn", estimator: str | None = "logist
     }
 
 
-def train(workdir: Path, tracking_uri: str, model_name: str, spec: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
-    """Run the real training entrypoint; its result JSON (version, run id, metrics)."""
+def train(workdir: Path, tracking_uri: str, model_name: str, spec: dict[str, Any], timeout: float = 600, local_artifacts: bool = True) -> dict[str, Any]:
+    """Run the real training entrypoint; its result JSON (version, run id, metrics).
+
+    ``local_artifacts`` puts the experiment's artifacts in ``workdir/artifacts`` (sqlite
+    backends); with an MLflow server, False leaves them to the server's artifact proxy."""
     workdir.mkdir(parents=True, exist_ok=True)
     result_path = workdir / f"result-{model_name}-{time.monotonic_ns()}.json"
     command = [
@@ -77,7 +80,7 @@ def train(workdir: Path, tracking_uri: str, model_name: str, spec: dict[str, Any
         "--spec-json", json.dumps(spec),
         "--tracking-uri", tracking_uri,
         "--model-name", model_name,
-        "--artifact-location", str(workdir / "artifacts"),
+        *(["--artifact-location", str(workdir / "artifacts")] if local_artifacts else []),
         "--result-path", str(result_path),
     ]
     done = subprocess.run(command, cwd=workdir, env=base_env(), capture_output=True, text=True, timeout=timeout)

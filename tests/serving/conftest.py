@@ -1,0 +1,27 @@
+"""Fixtures of the model-server tests: real processes on 127.0.0.1 (see servingkit)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import servingkit
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(scope="session")
+def sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    workdir = tmp_path_factory.mktemp("mlflow-serving")
+    return {"workdir": workdir, "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"}
+
+
+@pytest.fixture(scope="session")
+def housing_model(sqlite_backend: dict[str, Any]) -> dict[str, Any]:
+    if not servingkit.HOUSING_CSV.exists():
+        pytest.skip("shared datasets not available")
+    result = servingkit.train(sqlite_backend["workdir"], sqlite_backend["tracking_uri"], "housing", servingkit.housing_spec(trees=60))
+    pipeline = servingkit.load_pipeline(sqlite_backend["tracking_uri"], "housing", result["version"])
+    return {**sqlite_backend, "name": "housing", "version": result["version"], "result": result, "pipeline": pipeline}
