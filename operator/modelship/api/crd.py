@@ -23,7 +23,7 @@ CRD_OUTPUTS = (Path("manifests/crds") / CRD_FILENAME, Path("charts/modelship/crd
 #: The keys kept, in the order they are written (people read the YAML too).
 _ORDER = (
     "type", "description", "enum", "default", "format", "pattern", "minLength", "maxLength",
-    "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "required",
+    "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties", "required",
     "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
 )
 
@@ -63,11 +63,12 @@ def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, A
         out["properties"] = {}
         for name, child in node["properties"].items():
             schema = structural_schema(child, defs)
-            # An optional nested object that is not nullable was declared with a factory default;
-            # `default: {}` lets the API server fill in its own defaults recursively.
+            # An optional nested object that is not nullable was declared with a factory default.
+            # Its default is spelled out in full (the children's defaults), because the API
+            # server checks a default against the object's CEL rules before filling it in.
             nullable = any(option.get("type") == "null" for option in child.get("anyOf", []))
             if schema.get("type") == "object" and "properties" in schema and name not in required and not nullable and "default" not in schema:
-                schema["default"] = {}
+                schema["default"] = {key: value["default"] for key, value in schema["properties"].items() if "default" in value}
             out["properties"][name] = schema
     elif isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = structural_schema(node["additionalProperties"], defs)

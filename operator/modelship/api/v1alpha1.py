@@ -162,7 +162,7 @@ class SearchSpec(ApiModel):
     space: dict[str, Any] = Field(
         ...,
         description="Parameter → list of candidate values; with random search also {distribution: uniform|loguniform|randint, low, high}.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+        json_schema_extra={**PRESERVE_UNKNOWN, "minProperties": 1},
     )
     cv_folds: int = Field(3, ge=2, le=20, description="Folds of the cross-validation.")
     max_trials: int | None = Field(None, ge=1, le=1000, description="Candidates sampled by random search.")
@@ -172,7 +172,6 @@ class SearchSpec(ApiModel):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel("!has(self.maxTrials) || self.strategy == 'random'", "maxTrials is only allowed with random search", ".maxTrials"),
-                cel("size(self.space) > 0", "the search space needs at least one parameter", ".space"),
             ]
         }
     }

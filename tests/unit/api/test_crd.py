@@ -62,7 +62,9 @@ def test_cross_field_rules_reach_the_api_server():
 
 def test_nested_defaults_are_applied_by_the_server():
     spec = _schema()["properties"]["spec"]["properties"]
-    assert spec["rollout"]["default"] == {}
+    from modelship.api.v1alpha1 import RolloutSpec
+
+    assert spec["rollout"]["default"] == RolloutSpec().to_wire()
     assert spec["rollout"]["properties"]["canary"]["properties"]["steps"]["default"][-1]["weight"] == 100
     assert "default" not in spec["rollout"]["properties"]["abTest"]
 

@@ -1,0 +1,152 @@
+"""The operator's first vertical slice against a real control plane, a real MLflow server and
+real training: the training pods run `modelship train` as local processes (tests/support/podrunner),
+every other pod is simulated by KWOK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servers import MlflowServer, OperatorProcess
+from spec_cases import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CRD = REPO / "manifests" / "crds" / "modelship.io_modeldeployments.yaml"
+HOUSING = (REPO.parent / "shared" / "datasets" / "california_housing.csv").resolve()
+NAME = "california-housing"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def operator(cluster, namespace, mlflow_server, pod_runner, tmp_path):
+    cluster.apply(CRD)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelship.io", "--timeout=60s")
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MODELSHIP_TRAINING_POD_LABELS": json.dumps({"modelship.io/test-pod-runner": "local"}),
+        "MODELSHIP_RESYNC_INTERVAL": "15",
+        "MODELSHIP_ENDPOINT_BASE_URL": "http://gateway.test",
+    }
+    process = OperatorProcess(cluster.kubeconfig, namespace, env, tmp_path / "operator.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"operator log: {process.log_path}")
+
+
+def housing_sample(namespace: str) -> dict:
+    resource = yaml.safe_load((REPO / "manifests/samples/california-housing-canary.yaml").read_text())
+    resource["metadata"]["namespace"] = namespace
+    resource["spec"]["dataset"]["uri"] = HOUSING.as_uri()
+    # Each retraining here must be served whatever its score against the previous one.
+    resource["spec"]["training"]["qualityGate"]["mustBeatChampion"] = False
+    resource["spec"]["training"]["hyperparameters"]["n_estimators"] = 300
+    return resource
+
+
+def get(cluster, namespace):
+    return cluster.kubectl_json("get", "mdep", NAME, "-n", namespace)
+
+
+def status_of(cluster, namespace):
+    return get(cluster, namespace).get("status", {})
+
+
+def names(cluster, kind, namespace):
+    items = cluster.kubectl_json("get", kind, "-n", namespace, "-l", f"modelship.io/deployment={NAME}")["items"]
+    return sorted(item["metadata"]["name"] for item in items)
+
+
+def condition(status, type_):
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def wait_champion(cluster, namespace, version, timeout=420):
+    return cluster.wait_until(
+        f"version {version} to be champion",
+        lambda: (s := status_of(cluster, namespace)).get("championVersion") == version and s.get("phase") == "Serving" and s,
+        timeout=timeout,
+        interval=1,
+    )
+
+
+def patch_spec(cluster, namespace, patch):
+    cluster.kubectl("patch", "mdep", NAME, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": patch}))
+
+
+def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server):
+    from mlflow import MlflowClient
+
+    registry = MlflowClient(tracking_uri=mlflow_server.url)
+    model_name = f"{namespace}-{NAME}"
+
+    # 1. apply → one Job → real training → version 1 → serving objects → Ready.
+    cluster.apply(yaml.safe_dump(housing_sample(namespace)))
+    first_jobs = cluster.wait_until("the first training Job", lambda: names(cluster, "jobs", namespace), timeout=60)
+    assert len(first_jobs) == 1
+    status = wait_champion(cluster, namespace, "1")
+    assert names(cluster, "jobs", namespace) == first_jobs, "a reconcile created a second Job"
+    assert status["lastTraining"]["job"] == first_jobs[0] and status["lastTraining"]["modelVersion"] == "1"
+    assert status["lastTraining"]["metrics"]["r2"] >= 0.8
+    assert status["observedGeneration"] == get(cluster, namespace)["metadata"]["generation"]
+    assert condition(status, "Ready")["status"] == "True" and condition(status, "Trained")["status"] == "True"
+    assert status["endpoint"] == f"http://gateway.test/{namespace}/{NAME}"
+    assert status["traffic"] == [{"version": "1", "weight": 100, "role": "champion"}]
+    assert names(cluster, "deployments", namespace) == [f"{NAME}-v1"]
+    assert names(cluster, "services", namespace) == [f"{NAME}-v1"]
+    assert names(cluster, "hpa", namespace) == [f"{NAME}-v1"]
+    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [(f"{NAME}-v1", 100)]
+    assert registry.get_model_version_by_alias(model_name, "champion").version == "1"
+    printed = cluster.kubectl("get", "mdep", "-n", namespace).stdout
+    assert "Serving" in printed.splitlines()[1] and " 1 " in printed.splitlines()[1]
+
+    # 2. new hyperparameters → a second Job → version 2 replaces version 1.
+    patch_spec(cluster, namespace, {"training": {"hyperparameters": {"max_depth": 6}}})
+    wait_champion(cluster, namespace, "2")
+    assert len(names(cluster, "jobs", namespace)) == 2
+    cluster.wait_until("version 1 to be removed", lambda: names(cluster, "deployments", namespace) == [f"{NAME}-v2"], timeout=60)
+    assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+
+    # 3. a dataset that is not there → the condition says why; version 2 keeps serving.
+    patch_spec(cluster, namespace, {"dataset": {"uri": "file:///nonexistent/housing.csv"}})
+    failed = cluster.wait_until(
+        "the failed training to be reported",
+        lambda: (s := status_of(cluster, namespace)).get("phase") == "Degraded" and s,
+        timeout=300,
+        interval=1,
+    )
+    trained = condition(failed, "Trained")
+    assert trained["status"] == "False" and trained["reason"] == "InvalidInput"
+    assert "nonexistent" in trained["message"]
+    assert failed["championVersion"] == "2" and condition(failed, "Ready")["status"] == "True"
+    assert names(cluster, "deployments", namespace) == [f"{NAME}-v2"]
+    reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]}
+    assert {"TrainingStarted", "TrainingSucceeded", "Promoted", "InvalidInput"} <= reasons
+
+    # 4. the operator dies mid-training → after a restart: no duplicate Job, same end state.
+    patch_spec(cluster, namespace, {"dataset": {"uri": HOUSING.as_uri()}, "training": {"hyperparameters": {"max_depth": 5}}})
+    cluster.wait_until("the fourth Job", lambda: len(names(cluster, "jobs", namespace)) == 4, timeout=60)
+    operator.kill()
+    operator.start()
+    wait_champion(cluster, namespace, "3")
+    assert len(names(cluster, "jobs", namespace)) == 4
+    assert "modelship_operator_reconciles_total" in operator.metrics()
+
+    # 5. delete → the garbage collector removes everything the resource owned.
+    cluster.kubectl("delete", "mdep", NAME, "-n", namespace, "--wait=true", "--timeout=60s")
+    for kind in ("jobs", "deployments", "services", "httproutes", "hpa"):
+        cluster.wait_until(f"{kind} to be collected", lambda kind=kind: names(cluster, kind, namespace) == [], timeout=120)
