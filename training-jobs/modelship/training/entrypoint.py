@@ -12,6 +12,7 @@ nothing written to MLflow); GateFailed (3: the version is registered, tagged
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -49,6 +50,16 @@ class Settings:
     trigger: str | None = None
     max_dataset_bytes: int = 512 * 1024 * 1024
     secrets: list[str] = field(default_factory=list)
+
+
+def quiet_threads() -> None:
+    """Passive OpenMP waits, set before XGBoost or scikit-learn load libgomp.
+
+    With the default (spinning) policy, XGBoost on 2 threads sharing busy CPUs, or under a
+    CFS quota, ran 20-30x slower on this machine (300 trees: 30 s against 1.1 s on 1 thread);
+    with PASSIVE it is 2.7 s. A value set by the user wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # --- the result ---------------------------------------------------------------------------
@@ -320,6 +331,7 @@ def main(
     max_dataset_mb: int = 512,
 ) -> int:
     """Run one training from CLI values; print and write the result; return the exit code."""
+    quiet_threads()
     secrets = [s for s in (tracking_uri, registry_uri) if s]
 
     def echo(line: str) -> None:
