@@ -113,3 +113,20 @@ def test_model_name_required():
     spec, _ = load_spec(None, json.dumps(SPEC))
     with pytest.raises(InvalidInput, match="no model name"):
         model_name_for(None, Identity(), spec, None, None)
+
+
+def test_cli_module_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, modelship.training.cli; heavy = {'pandas', 'sklearn', 'mlflow', 'xgboost'} & set(sys.modules); assert not heavy, heavy"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_trigger_is_invalid_input(tmp_path: Path, capsys):
+    from modelship.training.entrypoint import main
+
+    code = main(file=None, spec_json=json.dumps(SPEC), tracking_uri="sqlite:///unused.db", model_name="m", trigger="manual", result_path=str(tmp_path / "r.json"))
+    assert code == 2
+    assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'manual' is not one of spec, schedule, drift"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (tmp_path / "r.json").read_text()

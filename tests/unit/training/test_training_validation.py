@@ -128,3 +128,13 @@ def test_classification_float_labels_become_integers():
     data = validate(df.drop(columns=["y"]), spec("label"), "classification")
     assert data.frame["label"].dtype == np.int64
     assert data.report["classes"] == {"0": N // 2, "1": N // 2}
+
+
+def test_identifier_like_text_column_warns():
+    df = frame(id=[f"row-{i}" for i in range(N)]).drop(columns=["label"])
+    df = pd.concat([df] * 3, ignore_index=True)
+    df["id"] = [f"row-{i}" for i in range(len(df))]
+    from modelship.training import validation
+
+    data = validation.validate(df, spec(), "regression")
+    assert any(i["rule"] == "cardinality" and i["column"] == "id" for i in data.report["issues"])

@@ -26,6 +26,8 @@ from modelship.api.v1alpha1 import CLASSIFICATION_METRICS, REGRESSION_METRICS, M
 from modelship.training.errors import InvalidInput
 
 DEFAULT_RESULT_PATH = "/dev/termination-log"
+#: Why a training runs (lineage tag ``modelship.io/trigger``).
+TRIGGERS = ("spec", "schedule", "drift")
 CONTRACT_METRICS = set(REGRESSION_METRICS + CLASSIFICATION_METRICS)
 _EXIT = {
     TrainingOutcome.succeeded.value: ExitCode.ok,
@@ -339,6 +341,8 @@ def main(
 
     model = None
     try:
+        if trigger and trigger not in TRIGGERS:
+            raise InvalidInput(f"--trigger (MODELSHIP_TRIGGER) {trigger!r} is not one of {', '.join(TRIGGERS)}")
         spec, identity = load_spec(file, spec_json)
         deployment = deployment or identity.deployment
         namespace = namespace or identity.namespace

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+#: Categorical columns with more distinct values than this (and than half the rows) get a warning.
+HIGH_CARDINALITY = 100
 
 
 @dataclass
@@ -195,6 +197,8 @@ def validate(frame: pd.DataFrame, dataset: DatasetSpec, task: str) -> ValidatedD
             report.add("warning", "constant", f"column '{name}': a single value ({_example(column)}), dropped", name)
         elif share > 0:
             report.add("info", "missing", f"column '{name}': {_percent(share)} missing, imputed", name)
+        if kind == CATEGORICAL and unique > HIGH_CARDINALITY and unique > len(column) / 2:
+            report.add("warning", "cardinality", f"column '{name}': {unique} distinct values, looks like an identifier or free text; list features to leave it out", name)
         kinds[name] = kind
     summary["columns"] = column_report
     if report.errors:
