@@ -2,7 +2,7 @@
 
 The request path only appends validated records to a bounded deque (``windowSize``); invalid
 requests never reach it. A daemon thread wakes every ``interval`` and, when the window holds at
-least ``minRows`` rows, copies it and compares it with the training reference sample through
+least ``minRows`` rows and has changed since the last evaluation, copies it and compares it with the training reference sample through
 :func:`modelship.monitoring.drift.compute_drift`, then exports the gauges.
 
 Evidently is slow (seconds for a few thousand rows) and mostly pure Python, so in the same
@@ -89,6 +89,8 @@ class DriftMonitor:
         self.last: DriftResult | None = None
         self.last_seconds: float | None = None
         self.evaluations = 0
+        self.added = 0  #: rows appended since start
+        self._evaluated_at_added = -1
         self._reference = reference[self.columns] if reference is not None else None
         self._executor_kind = executor
         self._executor: Executor | None = None
@@ -99,6 +101,7 @@ class DriftMonitor:
     def add(self, records: list[dict[str, Any]]) -> None:
         """Append validated records (cheap; the deque drops the oldest beyond ``windowSize``)."""
         self.window.extend(records)
+        self.added += len(records)
         if self._on_window is not None:
             self._on_window(len(self.window))
 
@@ -127,10 +130,12 @@ class DriftMonitor:
         executor.submit(_warm).result(timeout=300)
         return executor
 
-    def evaluate_now(self) -> DriftResult | None:
-        """One evaluation of the current window (None when it holds fewer than ``minRows``)."""
+    def evaluate_now(self, force: bool = True) -> DriftResult | None:
+        """One evaluation of the current window (None when it holds fewer than ``minRows``, or,
+        unless ``force``, when no row arrived since the last evaluation: same window, same result)."""
+        added = self.added
         rows = list(self.window)
-        if len(rows) < self.min_rows:
+        if len(rows) < self.min_rows or (not force and added == self._evaluated_at_added):
             return None
         if self._executor is None:
             self._executor = self._make_executor()
@@ -144,6 +149,7 @@ class DriftMonitor:
             result = self._executor.submit(_evaluate_in_child, self.columns, rows, self.settings).result()
         seconds = time.perf_counter() - started
         self.last, self.last_seconds = result, seconds
+        self._evaluated_at_added = added
         self.evaluations += 1
         self._on_result(result, seconds)
         log.info(
@@ -160,7 +166,7 @@ class DriftMonitor:
             log.exception("cannot start the drift evaluator; retrying at the next interval")
         while not self._stop.wait(self.interval):
             try:
-                self.evaluate_now()
+                self.evaluate_now(force=False)
             except Exception:  # noqa: BLE001 - drift must never take the server down
                 log.exception("drift evaluation failed")
                 if self._on_failure is not None:

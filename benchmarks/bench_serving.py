@@ -1,0 +1,265 @@
+"""Serving benchmark: the Modelship model server vs a plain FastAPI app on the same model.
+
+    BENTOML_DO_NOT_TRACK=true .venv/bin/python benchmarks/bench_serving.py [--duration 12]
+
+1. Trains the California-housing XGBoost model (600 trees, depth 7) with the real training
+   entrypoint (``modelship train``) into a temporary sqlite MLflow backend.
+2. Starts ``modelship serve`` (drift off) and a plain FastAPI + uvicorn app that calls
+   ``pipeline.predict(pd.DataFrame([record]))`` once per request, both on 127.0.0.1.
+3. Drives each with the same load from a separate process — ``wrk`` when installed (Debian
+   package ``wrk``), else an asyncio + httpx generator in a child process — at concurrency 1
+   and 32 for a fixed duration, one record per request, and prints requests/s, p50 and p99.
+   The runs are interleaved over ``--rounds`` rounds and medians reported.
+4. Times one drift evaluation (5,000 rows × 9 features, Evidently) and the server at
+   concurrency 32 with drift on (5,000-row window, evaluated every 2 s, in the default child
+   process and, for comparison, in a thread of the server) vs off.
+
+Figures only, no asserts: the machine is shared, so the load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "serving"))
+
+import pandas as pd  # noqa: E402
+import servingkit  # noqa: E402
+from servingkit import HOUSING_RECORD  # noqa: E402
+
+TREES, DEPTH = 600, 7
+
+
+# --- the plain baseline ------------------------------------------------------------------
+
+
+def plain_app_main(model_dir: str, port: int) -> None:
+    """A plain FastAPI app: one ``pipeline.predict`` on a one-row DataFrame per request."""
+    import mlflow.sklearn
+    import pandas as pd
+    import uvicorn
+    from fastapi import FastAPI
+
+    pipeline = mlflow.sklearn.load_model(model_dir)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(record: dict[str, Any]) -> dict[str, Any]:
+        return {"predictions": pipeline.predict(pd.DataFrame([record])).tolist()}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- load generation ---------------------------------------------------------------------
+
+
+def run_wrk(url: str, concurrency: int, duration: int, body: str) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    threads = 1 if concurrency == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", script.name, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "socket_errors": errors.group(0) if errors else ""}  # type: ignore[dict-item]
+
+
+def httpx_load_main(url: str, concurrency: int, duration: float, body: str) -> None:
+    """Child process: closed-loop load with ``concurrency`` connections; prints JSON figures."""
+    import httpx
+
+    async def main() -> None:
+        latencies: list[float] = []
+        failures = 0
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            end = time.perf_counter() + duration
+
+            async def worker() -> None:
+                nonlocal failures
+                while time.perf_counter() < end:
+                    started = time.perf_counter()
+                    response = await client.post(url, content=body, headers={"content-type": "application/json"})
+                    latencies.append(time.perf_counter() - started)
+                    failures += response.status_code != 200
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        latencies.sort()
+        n = len(latencies)
+        print(json.dumps({"rps": n / duration, "p50": latencies[n // 2] * 1000, "p99": latencies[min(n - 1, int(n * 0.99))] * 1000, "non2xx": failures}))
+
+    asyncio.run(main())
+
+
+def load(url: str, concurrency: int, duration: int, body: str) -> dict[str, float]:
+    if shutil.which("wrk"):
+        return run_wrk(url, concurrency, duration, body)
+    out = subprocess.run([sys.executable, __file__, "--httpx-load", url, str(concurrency), str(duration), body], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def drift_cost(reference_path: Path, schema_categorical: list[str]) -> tuple[float, float]:
+    """Seconds of one drift evaluation of 5,000 rows × 9 features (first run, then warm)."""
+    import pandas as pd
+
+    from modelship.monitoring.drift import DriftSettings, compute_drift
+
+    reference = pd.read_parquet(reference_path)
+    current = pd.read_csv(servingkit.HOUSING_CSV)[list(reference.columns)].sample(5000, random_state=11)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        compute_drift(current, reference, DriftSettings(), schema_categorical)
+        times.append(time.perf_counter() - started)
+    return times[0], min(times[1:])
+
+
+def row(name: str, figures: dict[str, float]) -> str:
+    extra = f"  (non-2xx {int(figures['non2xx'])})" if figures.get("non2xx") else ""
+    return f"| {name} | {figures['rps']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} |{extra}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=12, help="Seconds per load run.")
+    parser.add_argument("--workdir", type=Path, default=None, help="Keep MLflow data and logs here (default: a temp dir).")
+    parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds; medians are reported.")
+    parser.add_argument("--skip-drift", action="store_true", help="Skip the drift on/off comparison.")
+    args = parser.parse_args()
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    print(f"workdir {workdir}; load average {loadavg()}; {os.cpu_count()} CPUs; load generator {'wrk' if shutil.which('wrk') else 'httpx (child process)'}", flush=True)
+
+    started = time.perf_counter()
+    result = servingkit.train(workdir, tracking_uri, "housing-bench", servingkit.housing_spec(trees=TREES, depth=DEPTH))
+    print(f"trained with modelship train: version {result['version']}, r2 {result['metrics']['r2']:.3f}, {time.perf_counter() - started:.1f}s", flush=True)
+    body = json.dumps(HOUSING_RECORD)
+    runs: dict[str, list[dict[str, float]]] = {}
+
+    def measure(name: str, url: str, concurrency: int) -> None:
+        figures = load(url, concurrency, args.duration, body)
+        runs.setdefault(name, []).append(figures)
+        print(row(name, figures), f" load {loadavg()}", flush=True)
+
+    off = {"monitoring": {"drift": {"enabled": False}}}
+    on = {"monitoring": {"drift": {"enabled": True, "windowSize": 5000, "minRows": 1000, "interval": "2s"}}}
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(servingkit.serve(workdir / "serve", "housing-bench", result["version"], tracking_uri, workdir / "cache", spec=off))
+        server.wait_ready(timeout=300)
+        info = server.client.get("/model").json()
+        print(f"model server ready: predictor {info['predictor']}, batching {info['batching']}", flush=True)
+        cache_model = next((workdir / "cache").glob("*/*/model"))
+        port = servingkit.free_port()
+        plain = subprocess.Popen([sys.executable, __file__, "--plain-app", str(cache_model), str(port)], env=servingkit.base_env(), start_new_session=True)
+        stack.callback(servingkit._stop, plain)
+        wait_http(f"http://127.0.0.1:{port}/health")
+        for url in (f"{server.url}/predict", f"http://127.0.0.1:{port}/predict"):
+            load(url, 4, 2, body)  # warm up both
+        # Interleaved rounds: the machine is shared, so both servers see the same background load.
+        for _ in range(args.rounds):
+            for concurrency in (1, 32):
+                measure(f"modelship c={concurrency}", f"{server.url}/predict", concurrency)
+                measure(f"plain FastAPI c={concurrency}", f"http://127.0.0.1:{port}/predict", concurrency)
+        samples = servingkit.parse_metrics(server.metrics())
+        calls = servingkit.metric(samples, "modelship_batch_size_count") or 0
+        rows = servingkit.metric(samples, "modelship_batch_size_sum") or 0
+        print(f"mean rows per model call over all modelship runs: {rows / max(calls, 1):.1f}", flush=True)
+        servingkit._stop(plain)
+
+        first, warm = drift_cost(next((workdir / "cache").glob("*/*/reference.parquet")), ["ocean_proximity"])
+        print(f"drift evaluation, 5,000 rows x 9 features, in-process: {first:.2f}s first, {warm:.2f}s warm", flush=True)
+
+        if not args.skip_drift:
+            sample = pd.read_csv(servingkit.HOUSING_CSV).drop(columns=["median_house_value"]).dropna().sample(5000, random_state=3)
+            drifting = {}
+            for executor in ("process", "thread"):
+                srv = stack.enter_context(
+                    servingkit.serve(workdir / f"serve-drift-{executor}", "housing-bench", result["version"], tracking_uri, workdir / "cache", spec=on, extra_env={"MODELSHIP_DRIFT_EXECUTOR": executor})
+                )
+                srv.wait_ready(timeout=300)
+                srv.client.post("/predict/batch", json=sample.to_dict(orient="records"))
+                drifting[executor] = srv
+            time.sleep(10)  # the drift evaluators start and evaluate the full window once
+            for _ in range(args.rounds):
+                measure("modelship c=32 drift off", f"{server.url}/predict", 32)
+                for executor, srv in drifting.items():
+                    measure(f"modelship c=32 drift on ({executor})", f"{srv.url}/predict", 32)
+            for executor, srv in drifting.items():
+                samples = servingkit.parse_metrics(srv.metrics())
+                count = servingkit.metric(samples, "modelship_drift_evaluation_seconds_count") or 0
+                total = servingkit.metric(samples, "modelship_drift_evaluation_seconds_sum") or 0
+                print(f"drift ({executor}): {count:.0f} evaluations of the 5,000-row window, mean {total / max(count, 1):.2f}s each", flush=True)
+
+    print()
+    print(f"Medians over {args.rounds} interleaved round(s) of {args.duration}s, one record per request:")
+    print()
+    print("| run | requests/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|")
+    medians = {name: {key: statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99", "non2xx")} for name, results in runs.items()}
+    for name, figures in medians.items():
+        print(row(name, figures))
+    ratio = medians["modelship c=32"]["rps"] / medians["plain FastAPI c=32"]["rps"]
+    print(f"\nmodelship / plain requests/s at concurrency 32: {ratio:.1f}x; load average at the end {loadavg()}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--plain-app":
+        plain_app_main(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--httpx-load":
+        httpx_load_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+    else:
+        main()
