@@ -184,3 +184,20 @@ def test_mlflow_down_is_an_error_without_credentials(sqlite_backend: Backend):
     assert run.result["outcome"] == "Error"
     assert "s3cret" not in run.stdout and "s3cret" not in run.stderr
     assert json.loads(run.result_file.read_text()) == run.result
+
+
+def test_bad_hyperparameter_value_found_at_fit_is_invalid_input_before_any_run(tmp_path: Path):
+    from modelship.api.v1alpha1 import ModelDeploymentSpec
+    from modelship.training.entrypoint import Settings, run
+    from modelship.training.errors import InvalidInput
+
+    spec = ModelDeploymentSpec.model_validate({"task": "regression", "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"}, "training": {"framework": "xgboost", "hyperparameters": {"max_depth": -1, "n_estimators": 5}}})
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=str(tmp_path / "a"), model_name="m")
+    with pytest.raises(InvalidInput, match=r"^estimator 'xgboost': .*max_depth"):
+        run(spec, settings, echo=lambda line: None)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    assert client.search_registered_models() == []
+    assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
+

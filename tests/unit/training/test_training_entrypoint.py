@@ -130,3 +130,24 @@ def test_unknown_trigger_is_invalid_input(tmp_path: Path, capsys):
     assert code == 2
     assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'manual' is not one of spec, schedule, drift"
     assert capsys.readouterr().out.strip().splitlines()[-1] == (tmp_path / "r.json").read_text()
+
+
+def test_lineage_tags_and_reference_sample():
+    import pandas as pd
+
+    from modelship.training.registry import Lineage, reference_sample
+
+    tags = Lineage("d", "ns", "3", None, "drift", "file:///x.csv", "sha256:ab").tags(gate_passed=False)
+    assert tags == {
+        "modelship.io/deployment": "d",
+        "modelship.io/namespace": "ns",
+        "modelship.io/generation": "3",
+        "modelship.io/trigger": "drift",
+        "modelship.io/dataset-uri": "file:///x.csv",
+        "modelship.io/dataset-hash": "sha256:ab",
+        "modelship.io/gate": "failed",
+    }
+    frame = pd.DataFrame({"a": range(12000)})
+    sample = reference_sample(frame, seed=1)
+    assert len(sample) == 5000 and sample.equals(reference_sample(frame, seed=1))
+    assert len(reference_sample(frame.head(10), seed=1)) == 10

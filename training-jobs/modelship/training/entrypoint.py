@@ -363,6 +363,9 @@ def main(
         )
         result = run(spec, settings, echo)
     except InvalidInput as error:
+        for issue in (error.report or {}).get("issues", []):
+            if issue["severity"] == "error":
+                echo(f"validate: error: {scrub(issue['message'], secrets)}")
         echo(f"invalid input: {scrub(one_line(str(error)), secrets)}")
         result = TrainingResult(outcome=TrainingOutcome.invalid_input, reason=scrub(str(error), secrets), model_name=model)
     except Exception as error:  # noqa: BLE001 — the Job must always report
