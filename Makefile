@@ -2,7 +2,31 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 
-.PHONY: test-cluster-binaries dev-cluster dev-cluster-down
+VENV ?= .venv
+SAMPLE ?= manifests/samples/diabetes-builtin.yaml
+
+.PHONY: setup demo test test-unit crd test-cluster-binaries dev-cluster dev-cluster-down
+
+## The venv with every extra (operator, training, serving, dev tools).
+setup:
+	hack/setup.sh
+
+## The main job: train and serve $(SAMPLE) locally with the pods' entrypoints, print a prediction.
+demo: setup
+	$(VENV)/bin/modelship run -f $(SAMPLE)
+
+## Everything a fresh machine needs (apt packages, venv, Go-built control plane), then all tests.
+test:
+	hack/setup.sh --test
+	$(VENV)/bin/python -m pytest
+
+## The fast tier: pure functions, the CRD generator, small real trainings, no cluster.
+test-unit: setup
+	$(VENV)/bin/python -m pytest tests/unit
+
+## Regenerate the CRD from the pydantic models (a unit test fails when it is stale).
+crd: setup
+	$(VENV)/bin/modelship crd --write
 
 ## Build (or find cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok,
 ## helm and the third-party CRDs under $${MODELSHIP_CACHE:-~/.cache/modelship}.

@@ -34,8 +34,20 @@ def utcnow() -> str:
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch from ``old`` to ``new``: changed keys, and null for removed ones."""
-    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    """A JSON merge patch (RFC 7386) from ``old`` to ``new``.
+
+    Merge patches merge nested objects, so a key that is gone from a nested object needs an
+    explicit null too, or the API server keeps the old value beside the new ones.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = status_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
+            patch[key] = value
     patch.update({key: None for key in old if key not in new})
     return patch
 

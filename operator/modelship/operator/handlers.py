@@ -13,7 +13,7 @@ from modelship.operator import http
 from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
 from modelship.operator.config import OperatorConfig
 from modelship.operator.controller import Controller
-from modelship.operator.kube import Kube
+from modelship.operator.kube import Kube, load_kube_config
 
 OWNED = {MANAGED_BY: "modelship"}
 
@@ -24,9 +24,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelship.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelship.io")
     settings.posting.level = logging.WARNING
+    # One line per watch event ("Handler ... succeeded") drowns the decisions worth reading.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     config = OperatorConfig.from_env()
+    load_kube_config()
     controller = Controller(Kube(), config, namespace=os.environ.get("MODELSHIP_WATCH_NAMESPACE") or None)
     await controller.start()
     memo.controller = controller

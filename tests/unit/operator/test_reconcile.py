@@ -145,6 +145,34 @@ def test_status_patch_nulls_removed_keys():
     assert status_patch({"canaryVersion": "2", "phase": "Deploying"}, {"phase": "Serving"}) == {"phase": "Serving", "canaryVersion": None}
 
 
+def test_status_patch_nulls_keys_removed_from_nested_objects():
+    finished = {"job": "a", "finishedAt": "t1", "modelVersion": "1", "metrics": {"r2": 0.8}}
+    started = {"job": "b", "startedAt": "t2"}
+    patch = status_patch({"lastTraining": finished}, {"lastTraining": started})
+    assert patch == {"lastTraining": {"job": "b", "startedAt": "t2", "finishedAt": None, "modelVersion": None, "metrics": None}}
+
+
+def _merge(target, patch):
+    """RFC 7386, as the API server applies it."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def test_status_patch_applied_reproduces_the_new_status():
+    old = plan(RESOURCE, {"lastTraining": training()}, Observed(serving={"1": ServingState("1", True)}), CONFIG, NOW).status
+    changed = md()
+    changed.spec.training.hyperparameters["max_depth"] = 3
+    new = plan(changed, old, Observed(serving={"1": ServingState("1", True)}), CONFIG, NOW).status
+    assert _merge(old, status_patch(old, new)) == new
+
+
 def _pod(message, exit_code, finished="2026-11-22T07:05:00Z"):
     return {"status": {"containerStatuses": [{"name": "train", "state": {"terminated": {"exitCode": exit_code, "message": message, "finishedAt": finished}}}]}}
 
