@@ -107,6 +107,26 @@ def _env_from(config: OperatorConfig) -> list[dict[str, Any]]:
     return [{"secretRef": {"name": config.credentials_secret}}] if config.credentials_secret else []
 
 
+def _container(
+    name: str, image: str, subcommand: str, env: list[dict[str, Any]], resources: dict[str, Any], config: OperatorConfig, mounts: list[dict[str, str]], **extra: Any
+) -> dict[str, Any]:
+    """A ``modelship <subcommand>`` container, locked down, credentials from the Secret only."""
+    container = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelship", subcommand],
+        "env": env,
+        **extra,
+        "resources": resources,
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if config.credentials_secret:
+        container["envFrom"] = _env_from(config)
+    return container
+
+
 def _pod_spec_common(config: OperatorConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {"automountServiceAccountToken": False, "securityContext": _pod_security()}
     if config.workload_service_account:
@@ -128,20 +148,17 @@ def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: s
         {"name": "MODELSHIP_RESULT_PATH", "value": "/dev/termination-log"},
         {"name": "HOME", "value": "/tmp"},
     ]
-    container = {
-        "name": TRAINING_CONTAINER,
-        "image": training.image or config.training_image,
-        "imagePullPolicy": config.image_pull_policy,
-        "command": ["modelship", "train"],
-        "env": env,
-        "resources": _resources(training.resources, {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}),
-        "securityContext": _container_security(),
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-    }
-    if config.credentials_secret:
-        container["envFrom"] = _env_from(config)
+    container = _container(
+        TRAINING_CONTAINER,
+        training.image or config.training_image,
+        "train",
+        env,
+        _resources(training.resources, {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}),
+        config,
+        [{"name": "tmp", "mountPath": "/tmp"}],
+        terminationMessagePath="/dev/termination-log",
+        terminationMessagePolicy="FallbackToLogsOnError",
+    )
     pod_spec = {
         **_pod_spec_common(config),
         "restartPolicy": "Never",
@@ -186,22 +203,19 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
         {"name": "HOME", "value": "/tmp"},
     ]
     probe = {"httpGet": {"port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
-    container = {
-        "name": SERVING_CONTAINER,
-        "image": serving.image or config.serving_image,
-        "imagePullPolicy": config.image_pull_policy,
-        "command": ["modelship", "serve"],
-        "env": env,
-        "ports": [{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
-        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 6},
-        "startupProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 60},
-        "resources": _resources(serving.resources, {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}),
-        "securityContext": _container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": "/cache"}],
-    }
-    if config.credentials_secret:
-        container["envFrom"] = _env_from(config)
+    container = _container(
+        SERVING_CONTAINER,
+        serving.image or config.serving_image,
+        "serve",
+        env,
+        _resources(serving.resources, {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}),
+        config,
+        [{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": "/cache"}],
+        ports=[{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
+        readinessProbe={**probe, "httpGet": {"path": "/readyz", "port": "http"}},
+        livenessProbe={**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 6},
+        startupProbe={**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 60},
+    )
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector},
         "template": {
