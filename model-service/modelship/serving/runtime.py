@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any
 
 from modelship.monitoring import metrics as names
 from modelship.serving.batching import MicroBatcher
-from modelship.serving.errors import ModelNotReady, ServingError, is_client_error, status_of
+from modelship.serving.errors import ModelNotReady, PredictionError, ServingError, is_client_error, status_of
 from modelship.serving.model import ServedModel
 from modelship.serving.settings import ServingSettings
 
@@ -152,7 +153,12 @@ class ModelRuntime:
             else:
                 output = await self.batcher.submit(prepared)
             reply = self.model.postprocess(output)
-        except ServingError as error:
+        except Exception as unexpected:  # noqa: BLE001 - a bug must still answer (500) and be counted
+            if isinstance(unexpected, ServingError):
+                error = unexpected
+            else:
+                log.exception("unexpected error on %s", endpoint)
+                error = PredictionError(f"internal error: {type(unexpected).__name__}")
             outcome = names.OUTCOME_INVALID if is_client_error(error) else names.OUTCOME_ERROR
             self.metrics.request(outcome, endpoint, time.perf_counter() - started)
             if self.model.artifacts is not None:
@@ -178,7 +184,7 @@ class ModelRuntime:
                 "driftedShare": last.drifted_share,
                 "driftDetected": last.drift_detected,
                 "seconds": round(self.drift.last_seconds or 0.0, 3),
-                "features": {name: {"score": item.score, "drifted": item.drifted, "method": item.method} for name, item in last.features.items()},
+                "features": {name: {"score": None if math.isnan(item.score) else item.score, "drifted": item.drifted, "method": item.method} for name, item in last.features.items()},
             }
         if self.drift is not None:
             info["driftWindowRows"] = len(self.drift.window)
