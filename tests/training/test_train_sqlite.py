@@ -142,6 +142,7 @@ BAD = [
     ("unreachable https", {"dataset": {"uri": "https://127.0.0.1:9/x.csv", "target": "y"}}, r"^dataset https://127.0.0.1:9/x.csv is unreachable: connection refused$"),
     ("unknown estimator", {"training": {"estimator": "nosuchpkg.models:Regressor"}}, r"^estimator 'nosuchpkg.models:Regressor': module nosuchpkg is not installed in the training image$"),
     ("unknown hyperparameter", {"training": {"estimator": "randomForest", "hyperparameters": {"n_trees": 5}}}, r"^hyperparameter 'n_trees' is not a parameter of estimator 'randomForest'; valid: .*n_estimators"),
+    ("unknown search parameter", {"training": {"estimator": "ridge", "search": {"space": {"depth": [1, 2]}}}}, r"^search.space parameter 'depth' is not a parameter of estimator 'ridge'; valid: alpha, "),
     ("invalid spec", {"training": {"estimator": "ridge", "qualityGate": {"metric": "accuracy", "threshold": 0.9}}}, r"^invalid spec: spec.training.qualityGate.metric: .*accuracy does not suit task regression"),
 ]
 

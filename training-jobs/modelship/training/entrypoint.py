@@ -201,10 +201,13 @@ def run(spec: ModelDeploymentSpec, settings: Settings, echo: Callable[[str], Non
 
     echo(f"train: model {settings.model_name}, task {task}, estimator {estimator_name}, dataset {datasets.redact_uri(dataset.uri)}")
     resolved = estimators.resolve_estimator(estimator_name, task, training.hyperparameters, dataset.seed)
-    if training.search and training.search.scoring:
-        from modelship.training.search import scoring_for
+    if training.search:
+        from modelship.training import search as searching
 
-        scoring_for(task, None, training.search.scoring)
+        estimators.check_params(estimator_name, training.search.space, resolved.valid_params, what="search.space parameter")
+        searching.distributions(training.search.space)
+        if training.search.scoring:
+            searching.scoring_for(task, None, training.search.scoring)
     client = registry.connect(settings.tracking_uri, settings.registry_uri)
 
     stage = time.monotonic()
@@ -233,32 +236,9 @@ def run(spec: ModelDeploymentSpec, settings: Settings, echo: Callable[[str], Non
         "testRows": len(X_test),
         **{f"hp.{k}": v for k, v in resolved.params.items()},
     }
-    extra_metrics: dict[str, float] = {}
-    cv_rows = None
     stage = time.monotonic()
-    try:
-        if training.search:
-            from modelship.training import search as searching
-
-            n_classes = y_train.nunique() if task == "classification" else None
-            scoring = searching.scoring_for(task, gate.metric if gate else None, training.search.scoring, n_classes)
-            searcher = searching.build_search(pipeline, training.search, resolved.param_prefix, resolved.valid_params, estimator_name, scoring, task, dataset.seed, echo)
-            searcher.fit(X_train, y_train)
-            pipeline = searcher.best_estimator_
-            best, best_score, cv_rows = searching.summarize(searcher, resolved.param_prefix)
-            for row in cv_rows:
-                echo(f"search: rank {row['rank']} {scoring}={row['meanScore']:.4f} ±{row['stdScore']:.4f} {json.dumps(row['params'], default=str)}")
-            echo(f"search: best {scoring}={best_score:.4f} with {json.dumps(best, default=str)}; refit on the training split")
-            params.update({"search.strategy": str(training.search.strategy), "search.scoring": scoring, "search.cvFolds": training.search.cv_folds, "search.candidates": len(cv_rows)})
-            params.update({f"best.{k}": v for k, v in best.items()})
-            extra_metrics["cvBestScore"] = best_score
-        else:
-            pipeline.fit(X_train, y_train)
-    except InvalidInput:
-        raise
-    except Exception as error:
-        _reraise_as_invalid(error, estimator_name)
-        raise
+    pipeline, search_params, extra_metrics, cv_rows = _fit(pipeline, spec, resolved, X_train, y_train, echo)
+    params.update(search_params)
     fit_seconds = time.monotonic() - stage
     extra_metrics["fitSeconds"] = fit_seconds
     echo(f"fit: {fit_seconds:.1f}s")
@@ -305,6 +285,38 @@ def run(spec: ModelDeploymentSpec, settings: Settings, echo: Callable[[str], Non
         gate_passed=verdict.passed,
         dataset_hash=loaded.sha256,
     )
+
+
+def _fit(pipeline: Any, spec: ModelDeploymentSpec, resolved: Any, X_train: Any, y_train: Any, echo: Callable[[str], None]) -> tuple[Any, dict[str, Any], dict[str, float], list[dict[str, Any]] | None]:
+    """Fit the pipeline, or search and refit the best; returns it with params, metrics and the CV table."""
+    task, training, seed = str(spec.task), spec.training, spec.dataset.seed
+    gate = training.quality_gate
+    try:
+        if not training.search:
+            return pipeline.fit(X_train, y_train), {}, {}, None
+        from modelship.training import search as searching
+
+        n_classes = y_train.nunique() if task == "classification" else None
+        scoring = searching.scoring_for(task, gate.metric if gate else None, training.search.scoring, n_classes)
+        searcher = searching.build_search(pipeline, training.search, resolved.param_prefix, resolved.valid_params, resolved.name, scoring, task, seed, echo)
+        searcher.fit(X_train, y_train)
+    except InvalidInput:
+        raise
+    except Exception as error:
+        _reraise_as_invalid(error, resolved.name)
+        raise
+    best, best_score, cv_rows = searching.summarize(searcher, resolved.param_prefix)
+    for row in cv_rows:
+        echo(f"search: rank {row['rank']} {scoring}={row['meanScore']:.4f} ±{row['stdScore']:.4f} {json.dumps(row['params'], default=str)}")
+    echo(f"search: best {scoring}={best_score:.4f} with {json.dumps(best, default=str)}; refit on the training split")
+    params = {
+        "search.strategy": str(training.search.strategy),
+        "search.scoring": scoring,
+        "search.cvFolds": training.search.cv_folds,
+        "search.candidates": len(cv_rows),
+        **{f"best.{k}": v for k, v in best.items()},
+    }
+    return searcher.best_estimator_, params, {"cvBestScore": best_score}, cv_rows
 
 
 def _reraise_as_invalid(error: Exception, estimator_name: str) -> None:
