@@ -109,6 +109,20 @@ def test_builtin_sample_path_with_a_manifest(sqlite_backend: Backend, tmp_path: 
     assert tags["modelship.io/dataset-uri"] == "builtin:sklearn/diabetes" and tags["modelship.io/dataset-hash"].startswith("sha256:")
 
 
+def _builtin_samples() -> list[Path]:
+    root = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+    return sorted(p for p in root.glob("*.yaml") if "builtin:" in p.read_text())
+
+
+@pytest.mark.parametrize("sample", _builtin_samples() or [None], ids=lambda p: p.name if p else "none")
+def test_repo_builtin_samples_train(sqlite_backend: Backend, sample: Path | None):
+    if sample is None:
+        pytest.skip("no builtin: sample in manifests/samples yet")
+    run = sqlite_backend.train("-f", str(sample), "--tracking-uri", sqlite_backend.tracking_uri, "--artifact-location", sqlite_backend.artifact_location)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.result["outcome"] == "Succeeded" and run.result["version"] == "1"
+
+
 # --- bad input: exit 2, one-line reason, the registry as it was --------------------------
 
 MODEL = "ml-bad"
