@@ -79,17 +79,25 @@ class Toolchain:
 
     @classmethod
     def from_cache(cls, cache: Path | None = None) -> Toolchain:
+        """The cache layout of build.sh; the variables ``build.sh --print-env`` exports
+        (MODELSHIP_K8S_BIN_DIR, MODELSHIP_ETCD_BIN, ...) override single paths."""
         v = load_versions()
         root = cache or cache_dir()
+
+        def path(env: str, default: Path) -> Path:
+            return Path(os.environ[env]) if os.environ.get(env) else default
+
         return cls(
             versions=v,
-            kube_dir=root / "bin" / f"kube-{v['KUBE_VERSION']}",
-            etcd=root / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
-            kwok_dir=root / "bin" / f"kwok-{v['KWOK_VERSION']}",
-            helm=root / "bin" / f"helm-{v['HELM_VERSION']}" / "helm",
+            kube_dir=path("MODELSHIP_K8S_BIN_DIR", root / "bin" / f"kube-{v['KUBE_VERSION']}"),
+            etcd=path("MODELSHIP_ETCD_BIN", root / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd"),
+            kwok_dir=path("MODELSHIP_KWOK_BIN_DIR", root / "bin" / f"kwok-{v['KWOK_VERSION']}"),
+            helm=path("MODELSHIP_HELM_BIN", root / "bin" / f"helm-{v['HELM_VERSION']}" / "helm"),
             crd_dirs=(
-                root / "crds" / f"gateway-api-{v['GATEWAY_API_VERSION']}",
-                root / "crds" / f"prometheus-operator-{v['PROMETHEUS_OPERATOR_VERSION']}",
+                path("MODELSHIP_GATEWAY_API_CRDS",
+                     root / "crds" / f"gateway-api-{v['GATEWAY_API_VERSION']}"),
+                path("MODELSHIP_PROMETHEUS_OPERATOR_CRDS",
+                     root / "crds" / f"prometheus-operator-{v['PROMETHEUS_OPERATOR_VERSION']}"),
             ),
         )
 

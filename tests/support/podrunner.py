@@ -378,6 +378,8 @@ class PodRunner:
 
     def _finish(self, running: _RunningPod, pod: client.V1Pod, started: str, code: int,
                 reason: str, message: str, container_id: str) -> None:
+        if self._stop.is_set():
+            return  # the runner is shutting down: leave the pod as it is
         if running.deleted.is_set():
             self._finalize_deletion(pod)
             return
