@@ -49,7 +49,16 @@ done
 log() { echo "[test-cluster] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v go >/dev/null || die "go is not on PATH (install Go >= $(awk '/^go /{print $2}' "$here/kube/go.mod"))"
+need_go="$(awk '/^go /{print $2; exit}' "$here/kube/go.mod")"
+command -v go >/dev/null || die "go is not on PATH (install Go >= $need_go, or >= 1.21 to let it fetch $need_go)"
+have_go="$(go env GOVERSION)"; have_go="${have_go#go}"
+if [[ "$(printf '%s\n%s\n' "$have_go" "$need_go" | sort -V | head -1)" != "$need_go" ]]; then
+  # Go >= 1.21 can fetch the toolchain a module asks for, from the Go module proxy.
+  [[ "$(printf '%s\n1.21\n' "$have_go" | sort -V | head -1)" == "1.21" ]] \
+    || die "go $have_go is too old: need Go >= $need_go (or >= 1.21, which fetches it)"
+  log "go $have_go < $need_go: GOTOOLCHAIN=auto, go fetches go$need_go from the module proxy"
+  export GOTOOLCHAIN=auto
+fi
 
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -trimpath"
