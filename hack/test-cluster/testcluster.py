@@ -312,8 +312,24 @@ class TestCluster:
         }
 
     def start(self, timeout: float = 300) -> TestCluster:
-        """Create the cluster, its nodes and the third-party CRDs; wait until all are usable."""
+        """Create the cluster, its nodes and the third-party CRDs; wait until all are usable.
+
+        On failure the error carries the tail of every component log (``stop()`` removes
+        the work dir, logs included)."""
         self.toolchain.require()
+        try:
+            return self._start(timeout)
+        except (ClusterError, subprocess.TimeoutExpired) as err:
+            raise ClusterError(f"{err}\n{self.log_tails()}") from err
+
+    def log_tails(self, lines: int = 15) -> str:
+        out = []
+        for log_file in sorted(self.logs_dir().glob("*.log")):
+            tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log_file.name} (last {lines} lines)\n" + "\n".join(tail))
+        return "\n".join(out) or f"(no component logs in {self.logs_dir()})"
+
+    def _start(self, timeout: float) -> TestCluster:
         begin = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
