@@ -17,6 +17,14 @@ REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
 VALIDATION_REPORT_ARTIFACT = "validation/report.json"
 #: Name under which the model is logged inside its run.
 MODEL_ARTIFACT = "model"
+#: Artifact path, in the run of a version, of the feature schema serving validates inputs
+#: against (also in the MLmodel file as metadata["feature_schema"]).
+FEATURE_SCHEMA_ARTIFACT = "feature_schema.json"
+#: Registry aliases: training sets CHALLENGER when the gate passes; the operator moves CHAMPION.
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+#: Prefix of the lineage tags on runs and model versions.
+LINEAGE_TAG_PREFIX = "modelship.io/"
 #: The kubelet keeps at most this much of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
 

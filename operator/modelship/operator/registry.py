@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from modelship.api.results import TrainingOutcome, TrainingResult
+from modelship.api.results import CHALLENGER_ALIAS, CHAMPION_ALIAS, LINEAGE_TAG_PREFIX, TrainingOutcome, TrainingResult
 
 log = logging.getLogger(__name__)
-CHAMPION_ALIAS = "champion"
-CHALLENGER_ALIAS = "challenger"
-JOB_TAG = "modelship.io/job"
-GATE_TAG = "modelship.io/gate"
+JOB_TAG = f"{LINEAGE_TAG_PREFIX}job"
+GATE_TAG = f"{LINEAGE_TAG_PREFIX}gate"
 
 
 class RegistryUnavailable(Exception):

@@ -17,16 +17,20 @@ from importlib import metadata
 from pathlib import PurePosixPath
 from typing import Any
 
-from modelship.api.results import MODEL_ARTIFACT, REFERENCE_ARTIFACT, VALIDATION_REPORT_ARTIFACT
+from modelship.api.results import (
+    CHALLENGER_ALIAS as CHALLENGER,
+    CHAMPION_ALIAS as CHAMPION,
+    FEATURE_SCHEMA_ARTIFACT,
+    LINEAGE_TAG_PREFIX as TAG_PREFIX,
+    MODEL_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    VALIDATION_REPORT_ARTIFACT,
+)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-FEATURE_SCHEMA_ARTIFACT = "feature_schema.json"
 CONFUSION_ARTIFACT = "evaluation/confusion_matrix.json"
 CV_RESULTS_ARTIFACT = "search/cv_results.json"
 #: Most rows kept in the reference sample that drift detection compares live inputs against.
 REFERENCE_MAX_ROWS = 5000
-TAG_PREFIX = "modelship.io/"
 _QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet"}
 
 
