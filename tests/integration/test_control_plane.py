@@ -105,7 +105,8 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     script = textwrap.dedent("""
         import json, os
         result = {"version": "3", "metrics": {"r2": 0.84}, "pid": os.getpid(),
-                  "pod": os.environ["POD_NAME"], "greeting": os.environ["GREETING"]}
+                  "pod": os.environ["POD_NAME"], "greeting": os.environ["GREETING"],
+                  "token": os.environ["TOKEN"]}
         with open(os.environ["MODELSHIP_RESULT_PATH"], "w") as f:
             json.dump(result, f)
         print("trained")
@@ -114,9 +115,11 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     container = job["spec"]["template"]["spec"]["containers"][0]
     container["env"] = [
         {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     cluster.kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=greeting=hi")
+    cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=token=s3cr3t")
     cluster.apply(json.dumps(job), namespace=namespace)
 
     done = cluster.wait_until(
@@ -137,6 +140,7 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     assert result["metrics"] == {"r2": 0.84}
     assert result["pod"] == pod["metadata"]["name"]
     assert result["greeting"] == "hi"
+    assert result["token"] == "s3cr3t"
     assert result["pid"] != os.getpid()  # it really ran as its own process
     assert "trained" in pod_runner.output(pod["metadata"]["uid"])
 
