@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelship.api.results import MODEL_ARTIFACT, REFERENCE_ARTIFACT, VALIDATION_REPORT_ARTIFACT
+from modelship.api.results import FEATURE_SCHEMA_ARTIFACT, MODEL_ARTIFACT, REFERENCE_ARTIFACT, VALIDATION_REPORT_ARTIFACT
 from modelship.serving.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-FEATURE_SCHEMA_ARTIFACT = "feature_schema.json"
 META_FILE = "meta.json"
 REFERENCE_FILE = "reference.parquet"
 MODEL_DIR = "model"
