@@ -58,9 +58,13 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> MlflowServer:
+    @property
+    def log_path(self) -> Path:
+        return self.root / "mlflow-server.log"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "mlflow-server.log", "ab")
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
                 str(VENV_BIN / "mlflow"), "server",
@@ -69,10 +73,15 @@ class MlflowServer:
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             ],
             stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+            cwd=self.root,  # nothing of the server's lands in the checkout
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet"},
             start_new_session=True,
         )
-        wait_http(f"{self.url}/health", timeout, self.process)
+        try:
+            wait_http(f"{self.url}/health", timeout, self.process)
+        except (RuntimeError, TimeoutError) as error:
+            self.stop()
+            raise RuntimeError(f"mlflow server did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
         return self
 
     def stop(self) -> None:
