@@ -29,18 +29,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-for extra in (REPO_ROOT / "hack" / "test-cluster", REPO_ROOT / "tests" / "support"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
+# tests/support is on pytest's pythonpath (pyproject.toml); the cluster logic lives beside build.sh.
+if str(REPO_ROOT / "hack" / "test-cluster") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "hack" / "test-cluster"))
 
 import testcluster  # noqa: E402  (path set up just above)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Also declared in pyproject.toml; kept here so this tier works on its own.
-    config.addinivalue_line(
-        "markers", "integration: needs the Go-built control plane (hack/test-cluster/build.sh)"
-    )
 
 
 @pytest.fixture(scope="session")
