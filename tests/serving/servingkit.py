@@ -41,7 +41,9 @@ def base_env() -> dict[str, str]:
     env = dict(os.environ)
     env["BENTOML_DO_NOT_TRACK"] = "true"
     env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # MLflow's set_tracking_uri/set_registry_uri export these; a child must get its URIs from its arguments.
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(name, None)
     return env
 
 
@@ -90,12 +92,16 @@ def train(workdir: Path, tracking_uri: str, model_name: str, spec: dict[str, Any
 
 
 def load_pipeline(tracking_uri: str, name: str, version: str) -> Any:
-    import mlflow
-    import mlflow.sklearn
+    """The registered pipeline, without touching MLflow's process-wide URIs."""
+    import tempfile
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    import mlflow.artifacts
+    import mlflow.sklearn
+    from mlflow.tracking import MlflowClient
+
+    source = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version_download_uri(name, version)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tempfile.mkdtemp(prefix="pipeline-"), tracking_uri=tracking_uri)
+    return mlflow.sklearn.load_model(local)
 
 
 def free_port() -> int:
@@ -229,6 +235,9 @@ class MlflowServer:
                 raise RuntimeError(f"mlflow server exited:\n{self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    time.sleep(0.5)
+                    if self.process.poll() is not None:  # someone else answers on our port
+                        raise RuntimeError(f"mlflow server exited:\n{self.log_path.read_text()[-3000:]}")
                     return
             except httpx.TransportError:
                 pass
