@@ -32,6 +32,8 @@ from modelship.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
+#: A request body may hold at most this many bytes per allowed record (before it is parsed).
+MAX_BYTES_PER_RECORD = 64 * 1024
 #: Rows of the reference sample used to check the lean path against the pipeline.
 SELF_CHECK_ROWS = 256
 SELF_CHECK_TOLERANCE = 1e-4
@@ -288,10 +290,12 @@ class ServedModel:
         """Parse, check size, validate every field; the validated records and the predictor's input."""
         if not self.ready or self.validator is None:
             raise ModelNotReady(self.load_error or "the model is loading")
+        limit = self.settings.serving.max_records_per_request
+        if len(body) > limit * MAX_BYTES_PER_RECORD:
+            raise TooManyRecords(f"the body ({len(body)} bytes) is larger than {limit} records may be", [{"loc": ["body"], "msg": "body too large", "type": "too_long"}])
         raw, root = self.parse(body)
         if not raw:
             raise InvalidInput("no records: send one record or a non-empty array", [{"loc": [root], "msg": "at least one record is required", "type": "too_short"}])
-        limit = self.settings.serving.max_records_per_request
         if len(raw) > limit:
             raise TooManyRecords(
                 f"{len(raw)} records is more than maxRecordsPerRequest ({limit})",
