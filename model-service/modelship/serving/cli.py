@@ -47,7 +47,13 @@ def serve(
             **_env_extras(),
         )
     except ValueError as error:  # pydantic's ValidationError is a ValueError
-        typer.echo(f"error: {error}", err=True)
+        from pydantic import ValidationError
+
+        from modelship.api import format_errors
+
+        lines = format_errors(error, root="spec") if isinstance(error, ValidationError) else [str(error)]
+        for line in lines:
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
     os.environ.update(settings.to_env())
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")

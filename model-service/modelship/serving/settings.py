@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from modelship.api.base import parse_duration
 from modelship.api.v1alpha1 import MonitoringSpec, ServingSpec
 
@@ -121,4 +123,14 @@ def parse_spec(text: str) -> tuple[ServingSpec, MonitoringSpec]:
         raise ValueError("the spec must be a JSON object")
     if isinstance(document.get("spec"), dict):
         document = document["spec"]
-    return ServingSpec.model_validate(document.get("serving") or {}), MonitoringSpec.model_validate(document.get("monitoring") or {})
+    parts = _SpecParts.model_validate({key: document[key] for key in ("serving", "monitoring") if document.get(key) is not None})
+    return parts.serving, parts.monitoring
+
+
+class _SpecParts(BaseModel):
+    """The parts of a spec serving reads; errors name ``serving.…`` / ``monitoring.…``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)

@@ -29,6 +29,16 @@ def test_whole_resource_or_spec_or_nothing() -> None:
         parse_spec("[1]")
 
 
+def test_cli_names_the_bad_spec_field() -> None:
+    from typer.testing import CliRunner
+
+    from modelship.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--model-name", "m", "--model-version", "1", "--spec-json", json.dumps({"serving": {"batching": {"maxBatchSize": 0}}})])
+    assert result.exit_code == 2
+    assert "spec.serving.batching.maxBatchSize" in result.output
+
+
 @pytest.mark.parametrize(("given", "expected"), [("3", "3"), ("@champion", "@champion"), ("challenger", "@challenger"), (" 12 ", "12")])
 def test_versions(given: str, expected: str) -> None:
     assert normalize_version(given) == expected
