@@ -19,7 +19,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
-from modelship.operator.observe import Observed, job_state, serving_state
+from modelship.operator.observe import Observed, job_finished, job_state, serving_state
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "modelship-operator"
@@ -75,9 +75,8 @@ class Kube:
         observed = Observed()
         for job in self._list("batch/v1", "Job", namespace, selector):
             job_name = job["metadata"]["name"]
-            finished = any(c.get("status") == "True" and c.get("type") in ("Complete", "Failed") for c in job.get("status", {}).get("conditions") or [])
             pods = []
-            if finished and job_name not in known_results:
+            if job_finished(job) and job_name not in known_results:
                 pods = self._list("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job_name}")
             observed.jobs[job_name] = job_state(job, pods)
         for deployment in self._list("apps/v1", "Deployment", namespace, selector):

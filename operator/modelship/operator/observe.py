@@ -46,6 +46,12 @@ def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
+def job_finished(job: dict[str, Any]) -> bool:
+    """Terminal conditions only: with ``FailureTarget``/``SuccessCriteriaMet`` the Job is still
+    winding down, and its pods' termination messages may not be there yet."""
+    return bool(_condition(job, "Complete") or _condition(job, "Failed"))
+
+
 def parse_result(message: str | None) -> TrainingResult | None:
     """The training result in a termination message, or None when the message is something else."""
     if not message:
@@ -68,10 +74,10 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
     """What a training Job ended with: its conditions, and the newest pod's termination message."""
     name = job["metadata"]["name"]
     spec_hash = (job["metadata"].get("labels") or {}).get(SPEC_HASH_LABEL)
-    complete = _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet")
-    failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
-    if not complete and not failed:
+    if not job_finished(job):
         return JobState(name, spec_hash)
+    complete = _condition(job, "Complete")
+    failed = _condition(job, "Failed")
     terminated = [t for t in (_terminated(p) for p in pods) if t]
     terminated.sort(key=lambda t: t.get("finishedAt") or "")
     last = terminated[-1] if terminated else {}

@@ -193,6 +193,12 @@ def test_job_state_of_a_crash_keeps_the_log_tail():
     assert state.failure.startswith("BackoffLimitExceeded") and "MemoryError" in state.message
 
 
+@pytest.mark.parametrize("interim", ["FailureTarget", "SuccessCriteriaMet"])
+def test_job_winding_down_is_not_finished_yet(interim):
+    # Its pods may not carry their termination message yet; wait for Complete or Failed.
+    assert not job_state(_job(interim), []).finished
+
+
 def test_job_state_of_a_running_job():
     assert not job_state({"metadata": {"name": JOB, "labels": {}}, "status": {"active": 1}}, []).finished
 
