@@ -122,6 +122,11 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
 
     # 3. a dataset that is not there → the condition says why; version 2 keeps serving.
+    #    Beside it, a resource whose estimator the training image lacks fails on its own.
+    broken = housing_sample(namespace)
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["training"] = {"framework": "sklearn", "estimator": "lightgbm:LGBMRegressor"}
+    cluster.apply(yaml.safe_dump(broken))
     patch_spec(cluster, namespace, {"dataset": {"uri": "file:///nonexistent/housing.csv"}})
     failed = cluster.wait_until(
         "the failed training to be reported",
@@ -136,6 +141,15 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     assert names(cluster, "deployments", namespace) == [f"{NAME}-v2"]
     reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]}
     assert {"TrainingStarted", "TrainingSucceeded", "Promoted", "InvalidInput"} <= reasons
+    broken_status = cluster.wait_until(
+        "the broken resource to fail",
+        lambda: (s := cluster.kubectl_json("get", "mdep", "broken", "-n", namespace).get("status", {})).get("phase") == "Failed" and s,
+        timeout=300,
+        interval=1,
+    )
+    assert condition(broken_status, "Trained")["reason"] == "InvalidInput"
+    assert "lightgbm" in condition(broken_status, "Trained")["message"]
+    cluster.kubectl("delete", "mdep", "broken", "-n", namespace)
 
     # 4. the operator dies mid-training → after a restart: no duplicate Job, same end state.
     patch_spec(cluster, namespace, {"dataset": {"uri": HOUSING.as_uri()}, "training": {"hyperparameters": {"max_depth": 5}}})
@@ -150,3 +164,6 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     cluster.kubectl("delete", "mdep", NAME, "-n", namespace, "--wait=true", "--timeout=60s")
     for kind in ("jobs", "deployments", "services", "httproutes", "hpa"):
         cluster.wait_until(f"{kind} to be collected", lambda kind=kind: names(cluster, kind, namespace) == [], timeout=120)
+    # Versions stay in the registry for lineage; the serving alias goes with the resource.
+    cluster.wait_until("the champion alias to be dropped", lambda: "champion" not in registry.get_registered_model(model_name).aliases, timeout=60)
+    assert len(registry.search_model_versions(f"name = '{model_name}'")) == 3

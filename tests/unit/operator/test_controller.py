@@ -1,0 +1,77 @@
+"""The work queue's retry semantics: TemporaryError retries with backoff, PermanentError does
+not, and events for a key being reconciled coalesce into one more pass."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+import pytest
+
+from modelship.operator.config import OperatorConfig
+from modelship.operator.controller import Controller
+
+
+class Scripted(Controller):
+    """A controller whose reconcile plays a script of outcomes (no cluster needed)."""
+
+    def __init__(self, outcomes, hold: asyncio.Event | None = None):
+        super().__init__(kube=None, config=OperatorConfig(workers=1, resync_interval=3600))
+        self.outcomes = list(outcomes)
+        self.calls = 0
+        self.hold = hold
+
+    async def reconcile(self, namespace, name):
+        self.calls += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+
+
+async def _settle(controller, calls, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while controller.calls < calls and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "outcomes, calls, failures_left",
+    [
+        ([kopf.TemporaryError("api down", delay=0.01), kopf.TemporaryError("api down", delay=0.01)], 3, 0),
+        ([kopf.PermanentError("invalid spec")], 1, 0),
+        ([RuntimeError("bug")], 1, 1),
+        ([], 1, 0),
+    ],
+)
+def test_retry_semantics(outcomes, calls, failures_left):
+    async def scenario():
+        controller = Scripted(outcomes)
+        await controller.start()
+        controller.enqueue("ns", "md")
+        await _settle(controller, calls)
+        await controller.stop()
+        return controller
+
+    controller = asyncio.run(scenario())
+    assert controller.calls == calls
+    assert len(controller.failures) == failures_left
+
+
+def test_events_during_a_reconcile_coalesce_into_one_more_pass():
+    async def scenario():
+        hold = asyncio.Event()
+        controller = Scripted([], hold)
+        await controller.start()
+        controller.enqueue("ns", "md")
+        await asyncio.sleep(0.05)
+        for _ in range(5):
+            controller.enqueue("ns", "md")
+        hold.set()
+        await _settle(controller, 2)
+        await controller.stop()
+        return controller
+
+    assert asyncio.run(scenario()).calls == 2
