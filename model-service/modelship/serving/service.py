@@ -45,11 +45,31 @@ _PREDICT_BODY: dict[str, Any] = {
         },
     }
 }
+_PREDICTION: dict[str, Any] = {
+    "type": "object",
+    "required": ["predictions", "model", "version", "variant"],
+    "properties": {
+        "predictions": {"type": "array", "items": {}, "description": "One prediction per record, in order (a number, or a class label)."},
+        "probabilities": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "number"}}, "description": "Classifiers: class → probability, per record."},
+        "model": {"type": "string"},
+        "version": {"type": "string", "description": "The registered version that answered."},
+        "variant": {"type": "string", "description": "The variant that answered (champion, canary, an A/B arm)."},
+    },
+}
+_ERROR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "detail": {"type": "array", "items": {"type": "object", "properties": {"loc": {"type": "array", "items": {}}, "msg": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not JSON, or not a record or an array of records."},
-    413: {"description": "More records than maxRecordsPerRequest."},
-    422: {"description": "Invalid records: `detail` lists every offending field (`loc`, `msg`, `type`)."},
-    503: {"description": "The model is still loading."},
+    200: {"description": "Predictions, with the version and variant that answered.", "content": {"application/json": {"schema": _PREDICTION}}},
+    400: {"description": "The body is not JSON, or not a record or an array of records.", "content": {"application/json": {"schema": _ERROR}}},
+    413: {"description": "More records than maxRecordsPerRequest.", "content": {"application/json": {"schema": _ERROR}}},
+    422: {"description": "Invalid records: `detail` lists every offending field (`loc`, `msg`, `type`).", "content": {"application/json": {"schema": _ERROR}}},
+    503: {"description": "The model is still loading.", "content": {"application/json": {"schema": _ERROR}}},
 }
 
 app = FastAPI(
