@@ -40,6 +40,8 @@ HOUSING_RECORD: dict[str, Any] = {
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
     env["BENTOML_DO_NOT_TRACK"] = "true"
+    env["DO_NOT_TRACK"] = "true"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     # MLflow's set_tracking_uri/set_registry_uri export these; a child must get its URIs from its arguments.
     for name in ("PROMETHEUS_MULTIPROC_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):

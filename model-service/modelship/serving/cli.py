@@ -57,6 +57,8 @@ def serve(
         raise typer.Exit(2) from None
     os.environ.update(settings.to_env())
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
     run_server(host, port)
 
 

@@ -82,11 +82,12 @@ app = FastAPI(
 
 
 def _configure_logging() -> None:
-    """Modelship's own log lines (load, drift) next to BentoML's, on stderr."""
+    """Modelship's own log lines (load, drift) next to BentoML's, on stderr; no telemetry, no progress bars."""
     import logging
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "true")  # Evidently's usage telemetry (inherited by the drift process)
     logger = logging.getLogger("modelship")
     if not logger.handlers:
         handler = logging.StreamHandler()
