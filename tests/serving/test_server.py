@@ -231,6 +231,8 @@ def test_readiness_and_restart_with_mlflow_down(tmp_path: Path) -> None:
                 time.sleep(0.5)
             assert info["ready"] is False and "loading failed" in info["loadError"]
             assert metric(parse_metrics(srv.metrics()), names.PREDICTIONS_TOTAL, outcome="error", variant="champion") == 1
+            # Its own metrics only, even with the module's other server running (own BentoML home).
+            assert 'model="housing"' not in srv.metrics()
             mlflow_server.start()
             srv.wait_ready(timeout=120)
             first = srv.client.post("/predict", json=HOUSING_RECORD).json()

@@ -76,7 +76,24 @@ def _env_extras() -> dict[str, object]:
 
 
 def run_server(host: str, port: int) -> None:
-    """BentoML's production HTTP server for the model service; blocks until stopped."""
-    import bentoml
+    """BentoML's production HTTP server for the model service; blocks until stopped.
 
-    bentoml.serve("modelship.serving.service:ModelService", host=host, port=port, working_dir=os.getcwd(), blocking=True)
+    BentoML keeps its Prometheus multiprocess directory under ``BENTOML_HOME`` and wipes it
+    when a server starts, so two servers sharing a home (several versions run locally, tests,
+    the integration pod runner) would erase and mix each other's metrics. Unless
+    ``BENTOML_HOME`` is set, each server gets its own, removed when it stops.
+    """
+    import shutil
+    import tempfile
+
+    own_home = None
+    if not os.environ.get("BENTOML_HOME"):
+        own_home = tempfile.mkdtemp(prefix="modelship-bentoml-")
+        os.environ["BENTOML_HOME"] = own_home
+    try:
+        import bentoml
+
+        bentoml.serve("modelship.serving.service:ModelService", host=host, port=port, working_dir=os.getcwd(), blocking=True)
+    finally:
+        if own_home:
+            shutil.rmtree(own_home, ignore_errors=True)
