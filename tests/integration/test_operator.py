@@ -5,6 +5,7 @@ every other pod is simulated by KWOK."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from spec_cases import REPO
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CRD = REPO / "manifests" / "crds" / "modelship.io_modeldeployments.yaml"
+CHART = REPO / "charts" / "modelship"
 HOUSING = (REPO.parent / "shared" / "datasets" / "california_housing.csv").resolve()
 NAME = "california-housing"
 
@@ -29,17 +31,42 @@ def mlflow_server(tmp_path_factory):
         server.stop()
 
 
+def service_account_kubeconfig(cluster, namespace: str, tmp_path: Path) -> Path:
+    """The chart's operator ServiceAccount and namespaced Role, and a kubeconfig holding only
+    that account's token: the operator runs with exactly the RBAC users install."""
+    rendered = subprocess.run(
+        [str(cluster.toolchain.helm), "template", "ms", str(CHART), "--namespace", namespace, "--kube-version", "1.36.0",
+         "--set", f"operator.watchNamespaces={{{namespace}}}", "--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    cluster.apply(rendered)
+    token = cluster.kubectl("create", "token", "ms-operator", "-n", namespace, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    cluster_entry = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster_entry],
+        "users": [{"name": "ms-operator", "user": {"token": token}}],
+        "contexts": [{"name": "ms-operator", "context": {"cluster": cluster_entry["name"], "user": "ms-operator", "namespace": namespace}}],
+        "current-context": "ms-operator",
+    }
+    path = tmp_path / "operator-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
 def operator(cluster, namespace, mlflow_server, pod_runner, tmp_path):
     cluster.apply(CRD)
     cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelship.io", "--timeout=60s")
+    kubeconfig = service_account_kubeconfig(cluster, namespace, tmp_path)
     env = {
         "MLFLOW_TRACKING_URI": mlflow_server.url,
         "MODELSHIP_TRAINING_POD_LABELS": json.dumps({"modelship.io/test-pod-runner": "local"}),
         "MODELSHIP_RESYNC_INTERVAL": "15",
         "MODELSHIP_ENDPOINT_BASE_URL": "http://gateway.test",
     }
-    process = OperatorProcess(cluster.kubeconfig, namespace, env, tmp_path / "operator.log").start()
+    process = OperatorProcess(kubeconfig, namespace, env, tmp_path / "operator.log").start()
     try:
         yield process
     finally:
@@ -158,7 +185,11 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     operator.start()
     wait_champion(cluster, namespace, "3")
     assert len(names(cluster, "jobs", namespace)) == 4
-    assert "modelship_operator_reconciles_total" in operator.metrics()
+    metrics = operator.metrics()
+    assert "modelship_operator_reconciles_total" in metrics
+    # Nothing was refused: the chart's Role covers everything the operator does.
+    assert 'modelship_operator_errors_total{kind="unexpected"}' not in metrics or 'modelship_operator_errors_total{kind="unexpected"} 0.0' in metrics
+    assert "Forbidden" not in operator.log_path.read_text()
 
     # 5. delete → the garbage collector removes everything the resource owned.
     cluster.kubectl("delete", "mdep", NAME, "-n", namespace, "--wait=true", "--timeout=60s")

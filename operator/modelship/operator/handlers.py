@@ -23,6 +23,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # Only watch-event handlers: nothing of kopf's own state is stored on the resources.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelship.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelship.io")
+    # No cluster-wide watch of namespaces and CRDs: the operator needs no RBAC beyond the
+    # resources it manages. The chart installs the CRD first; a new CRD version comes with a restart.
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
     # One line per watch event ("Handler ... succeeded") drowns the decisions worth reading.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
