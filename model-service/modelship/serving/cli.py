@@ -59,6 +59,7 @@ def serve(
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see modelship.serving.service
     run_server(host, port)
 
 
