@@ -8,8 +8,15 @@ A request therefore waits at most for the call in progress; ``maxLatencyMs`` bou
 a request that has already waited that long when the model frees up is still served (we never
 drop accepted work), and the ``modelship_batch_size`` histogram and the latency histogram show it.
 
-The model call runs in ONE dedicated thread, so the event loop keeps parsing and validating the
-next requests while XGBoost (which releases the GIL) predicts.
+Where the model call runs:
+
+* ``inline=False``: in ONE dedicated thread, so the event loop keeps parsing and validating the
+  next requests meanwhile. For slow models (an sklearn pipeline with a ColumnTransformer costs
+  ~10 ms a call) and for ``/predict/batch``.
+* ``inline=True``: on the event loop itself, for the lean XGBoost path, where a batch costs
+  0.6–3 ms: no thread hand-offs and no GIL ping-pong between the loop and the model thread.
+  Requests that arrive during a call wait in the socket and join the next batch. Measured on
+  this machine: p50 at concurrency 1 1.05 ms vs 1.2–1.7 ms, same requests/s at 32.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class MicroBatcher:
         size_of: Callable[[Any], int] = len,
         on_batch: Callable[[int], None] | None = None,
         enabled: bool = True,
+        inline: bool = False,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
@@ -38,6 +46,7 @@ class MicroBatcher:
         self._size_of = size_of
         self._on_batch = on_batch
         self.enabled = enabled
+        self.inline = inline
         self._queue: deque[tuple[Any, int, asyncio.Future[Any], float]] = deque()
         self._busy = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -87,7 +96,10 @@ class MicroBatcher:
                 if self._on_batch is not None:
                     self._on_batch(sum(entry[1] for entry in batch))
                 try:
-                    outputs = await loop.run_in_executor(self._executor, self._call, [entry[0] for entry in batch])
+                    if self.inline:
+                        outputs = self._call([entry[0] for entry in batch])
+                    else:
+                        outputs = await loop.run_in_executor(self._executor, self._call, [entry[0] for entry in batch])
                 except Exception as error:  # noqa: BLE001 - every waiter gets the error
                     for entry in batch:
                         if not entry[2].done():

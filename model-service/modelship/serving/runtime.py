@@ -104,6 +104,8 @@ class ModelRuntime:
         model = self.model
         assert model.artifacts is not None and model.schema is not None
         self._classification = model.schema.task == "classification"
+        # The lean XGBoost path is fast enough to run on the event loop (see batching.py).
+        self.batcher.inline = model.predictor.name == "xgboost-booster"
         if model.artifacts.version != self.metrics.labels[names.LABEL_VERSION]:
             self.metrics = ServingMetrics(self.settings.model_name, model.artifacts.version, self.settings.variant)
         self._start_drift()

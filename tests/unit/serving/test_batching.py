@@ -97,3 +97,15 @@ def test_run_direct(size: int) -> None:
     batcher = MicroBatcher(_doubler(calls), max_batch_size=2, max_latency_ms=20)
     assert asyncio.run(batcher.run_direct(list(range(size)))) == [2 * v for v in range(size)]
     batcher.close()
+
+
+def test_inline_calls_group_requests_read_together() -> None:
+    calls: list[list[int]] = []
+    batcher = MicroBatcher(_doubler(calls), max_batch_size=8, max_latency_ms=20, inline=True)
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(batcher.submit([i]) for i in range(5)))
+
+    assert asyncio.run(main()) == [[2 * i] for i in range(5)]
+    assert sum(sum(call) for call in calls) == 5 and len(calls) < 5
+    batcher.close()
