@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "serving"))
+sys.path[:0] = [str(REPO / "tests" / "serving"), str(REPO / "tests" / "support")]
 
 import pandas as pd  # noqa: E402
 import servingkit  # noqa: E402
@@ -218,7 +218,7 @@ def main() -> None:
         calls = servingkit.metric(samples, "modelship_batch_size_count") or 0
         rows = servingkit.metric(samples, "modelship_batch_size_sum") or 0
         print(f"mean rows per model call over all modelship runs: {rows / max(calls, 1):.1f}", flush=True)
-        servingkit._stop(plain)
+        servingkit.stop_process(plain, 20)
 
         first, warm = drift_cost(next((workdir / "cache").glob("*/*/reference.parquet")), ["ocean_proximity"])
         print(f"drift evaluation, 5,000 rows x 9 features, in-process: {first:.2f}s first, {warm:.2f}s warm", flush=True)

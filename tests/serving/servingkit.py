@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from servers import MlflowServer, free_port, stop_process  # noqa: F401  (re-exported for the serving tests)
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = Path(os.environ.get("MODELSHIP_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -106,26 +105,6 @@ def load_pipeline(tracking_uri: str, name: str, version: str) -> Any:
     return mlflow.sklearn.load_model(local)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen[Any], timeout: float = 20) -> None:
-    """SIGTERM the process group we started (the server and its BentoML workers), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 class Server:
     """A ``modelship serve`` process on 127.0.0.1."""
 
@@ -167,7 +146,7 @@ class Server:
 
     def stop(self) -> None:
         self.client.close()
-        _stop(self.process)
+        stop_process(self.process, 20)
 
 
 @contextlib.contextmanager
@@ -207,49 +186,6 @@ def serve(
         yield server
     finally:
         server.stop()
-
-
-class MlflowServer:
-    """A real ``mlflow server`` process (sqlite backend, artifacts proxied) on 127.0.0.1."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[Any] | None = None
-        self.log_path = workdir / f"mlflow-{self.port}.log"
-
-    def start(self, timeout: float = 120) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [
-            str(BIN / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
-            "--artifacts-destination", str(self.workdir / "mlartifacts"),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", "1",
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.workdir, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    time.sleep(0.5)
-                    if self.process.poll() is not None:  # someone else answers on our port
-                        raise RuntimeError(f"mlflow server exited:\n{self.log_path.read_text()[-3000:]}")
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"mlflow server not up within {timeout}s:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
-            self.process = None
 
 
 def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -39,14 +39,27 @@ def wait_http(url: str, timeout: float = 60, process: subprocess.Popen | None = 
 
 
 def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``grace``; the whole process group when the process leads one
+    (servers started with ``start_new_session`` fork workers that must go too)."""
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGTERM)
+    try:
+        leads_group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return
+
+    def send(sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig) if leads_group else process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
     try:
         process.wait(grace)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+        send(signal.SIGKILL)
+        process.wait(10)
 
 
 class MlflowServer:
@@ -79,6 +92,9 @@ class MlflowServer:
         )
         try:
             wait_http(f"{self.url}/health", timeout, self.process)
+            time.sleep(0.5)
+            if self.process.poll() is not None:
+                raise RuntimeError("it exited; another process answers on its port")
         except (RuntimeError, TimeoutError) as error:
             self.stop()
             raise RuntimeError(f"mlflow server did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
@@ -86,15 +102,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.process:
-            # mlflow server forks workers: stop the whole process group.
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_process(self.process)  # its own session: the forked workers go too
             self.process = None
 
 
