@@ -128,8 +128,9 @@ def run(
         raise typer.Exit(1) from None
     finally:
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
+            # The server stops its own workers and drift process; the group kill is a fallback.
+            server.terminate()
             try:
-                server.wait(15)
+                server.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)

@@ -34,10 +34,25 @@ _reference: Any = None
 _categorical: list[str] | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Leave as soon as the server is gone, whatever this process is busy with."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def _init_child(reference_path: str, categorical: list[str], columns: list[str], niceness: int) -> None:
     global _reference, _categorical
+    import signal
+
     import pandas as pd
 
+    # The server owns this process's lifetime: a shutdown signal sent to the whole group must
+    # not kill it mid-task (the server then reports a broken pool); it exits when the server
+    # shuts the pool down or goes away.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     if niceness:
         try:
             os.nice(niceness)
@@ -163,11 +178,15 @@ class DriftMonitor:
         try:
             self._executor = self._make_executor()
         except Exception:  # noqa: BLE001
+            if self._stop.is_set():  # the server stopped while the child was still warming up
+                return
             log.exception("cannot start the drift evaluator; retrying at the next interval")
         while not self._stop.wait(self.interval):
             try:
                 self.evaluate_now(force=False)
             except Exception:  # noqa: BLE001 - drift must never take the server down
+                if self._stop.is_set():
+                    return
                 log.exception("drift evaluation failed")
                 if self._on_failure is not None:
                     self._on_failure()
