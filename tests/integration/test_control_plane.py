@@ -88,14 +88,18 @@ def test_deployment_pods_become_ready_on_kwok_nodes(cluster, namespace):
     assert all(_condition(p, "Ready") == "True" for p in pods)
 
 
+def _wait_for_job(cluster, namespace: str, name: str, condition: str, timeout: float) -> dict:
+    """The Job once its ``condition`` is True."""
+    return cluster.wait_until(
+        f"Job {name} {condition}",
+        lambda: (j := cluster.kubectl_json("get", "job", name, "-n", namespace)) and _condition(j, condition) == "True" and j,
+        timeout=timeout,
+    )
+
+
 def test_job_completes_through_kwok(cluster, namespace):
     cluster.apply(_job("faked"), namespace=namespace)
-    job = cluster.wait_until(
-        "Job faked Complete",
-        lambda: (j := cluster.kubectl_json("get", "job", "faked", "-n", namespace))
-        and _condition(j, "Complete") == "True" and j,
-        timeout=90,
-    )
+    job = _wait_for_job(cluster, namespace, "faked", "Complete", timeout=90)
     assert job["status"]["succeeded"] == 1
     [pod] = _job_pods(cluster, namespace, "faked")
     assert pod["status"]["phase"] == "Succeeded"
@@ -122,12 +126,7 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=token=s3cr3t")
     cluster.apply(json.dumps(job), namespace=namespace)
 
-    done = cluster.wait_until(
-        "Job train Complete",
-        lambda: (j := cluster.kubectl_json("get", "job", "train", "-n", namespace))
-        and _condition(j, "Complete") == "True" and j,
-        timeout=120,
-    )
+    done = _wait_for_job(cluster, namespace, "train", "Complete", timeout=120)
     assert done["status"]["succeeded"] == 1
     [pod] = _job_pods(cluster, namespace, "train")
     assert pod["status"]["phase"] == "Succeeded"
@@ -160,12 +159,7 @@ def test_failing_labelled_pod_fails_the_job_with_its_exit_code(cluster, namespac
     assert terminated["exitCode"] == 3
     assert terminated["reason"] == "Error"
     assert "boom: bad column" in terminated["message"]  # tail of the output, no result file
-    cluster.wait_until(
-        "Job broken Failed",
-        lambda: _condition(cluster.kubectl_json("get", "job", "broken", "-n", namespace),
-                           "Failed") == "True",
-        timeout=60,
-    )
+    _wait_for_job(cluster, namespace, "broken", "Failed", timeout=60)
 
 
 def test_deleting_a_labelled_pod_kills_its_process(cluster, namespace, pod_runner, tmp_path):
