@@ -205,7 +205,7 @@ def main() -> None:
         cache_model = next((workdir / "cache").glob("*/*/model"))
         port = servingkit.free_port()
         plain = subprocess.Popen([sys.executable, __file__, "--plain-app", str(cache_model), str(port)], env=servingkit.base_env(), start_new_session=True)
-        stack.callback(servingkit._stop, plain)
+        stack.callback(servingkit.stop_process, plain)
         wait_http(f"http://127.0.0.1:{port}/health")
         for url in (f"{server.url}/predict", f"http://127.0.0.1:{port}/predict"):
             load(url, 4, 2, body)  # warm up both
