@@ -23,8 +23,7 @@ def operator(
 
     os.environ["MODELSHIP_HTTP_PORT"] = str(http_port)
     os.environ["MODELSHIP_HTTP_HOST"] = http_host
-    if len(namespace) == 1:
-        os.environ["MODELSHIP_WATCH_NAMESPACE"] = namespace[0]
+    os.environ["MODELSHIP_WATCH_NAMESPACES"] = ",".join(namespace)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     asyncio.run(
         kopf.operator(

@@ -60,10 +60,11 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 class Controller:
-    def __init__(self, kube: Kube, config: OperatorConfig, namespace: str | None = None) -> None:
+    def __init__(self, kube: Kube, config: OperatorConfig, namespaces: list[str] | None = None) -> None:
         self.kube = kube
         self.config = config
-        self.namespace = namespace
+        #: Watched namespaces; empty means every namespace (and cluster-wide RBAC).
+        self.namespaces = namespaces or []
         self.queue: asyncio.Queue[Key] = asyncio.Queue()
         self.queued: set[Key] = set()
         self.active: set[Key] = set()
@@ -102,11 +103,13 @@ class Controller:
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_interval)
-            try:
-                for body in await run(self.kube.list_model_deployments, self.namespace):
-                    self.enqueue(body["metadata"]["namespace"], body["metadata"]["name"])
-            except Exception as error:  # the next resync tries again
-                log.warning("resync failed: %s", error)
+            # One list per watched namespace: per-namespace Roles allow nothing wider.
+            for namespace in self.namespaces or [None]:
+                try:
+                    for body in await run(self.kube.list_model_deployments, namespace):
+                        self.enqueue(body["metadata"]["namespace"], body["metadata"]["name"])
+                except Exception as error:  # the next resync tries again
+                    log.warning("resync of %s failed: %s", namespace or "all namespaces", error)
 
     async def _worker(self, index: int) -> None:
         while True:

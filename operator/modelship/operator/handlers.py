@@ -33,7 +33,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.networking.request_timeout = 60
     config = OperatorConfig.from_env()
     load_kube_config()
-    controller = Controller(Kube(), config, namespace=os.environ.get("MODELSHIP_WATCH_NAMESPACE") or None)
+    watched = [ns for ns in os.environ.get("MODELSHIP_WATCH_NAMESPACES", "").split(",") if ns]
+    controller = Controller(Kube(), config, namespaces=watched)
     await controller.start()
     memo.controller = controller
     web = http.server(http.build_app(controller.alive), host=os.environ.get("MODELSHIP_HTTP_HOST", "0.0.0.0"), port=config.http_port)

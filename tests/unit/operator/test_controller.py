@@ -75,3 +75,31 @@ def test_events_during_a_reconcile_coalesce_into_one_more_pass():
         return controller
 
     assert asyncio.run(scenario()).calls == 2
+
+
+class ListingKube:
+    """Records which namespaces the resync lists; one is forbidden, as under per-namespace Roles."""
+
+    def __init__(self):
+        self.listed = []
+
+    def list_model_deployments(self, namespace):
+        self.listed.append(namespace)
+        if namespace == "forbidden":
+            raise PermissionError("403")
+        return [{"metadata": {"namespace": namespace or "any", "name": "md"}}]
+
+
+@pytest.mark.parametrize("namespaces, listed", [([], [None]), (["a", "forbidden", "b"], ["a", "forbidden", "b"])])
+def test_resync_lists_each_watched_namespace(namespaces, listed):
+    async def scenario():
+        kube = ListingKube()
+        controller = Controller(kube, OperatorConfig(workers=1, resync_interval=0.05), namespaces=namespaces)
+        controller.reconcile = lambda namespace, name: asyncio.sleep(0)
+        await controller.start()
+        await asyncio.sleep(0.12)
+        await controller.stop()
+        return kube
+
+    kube = asyncio.run(scenario())
+    assert kube.listed[: len(listed)] == listed  # a forbidden namespace does not stop the others
