@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelship.operator.conditions import condition
 from servers import MlflowServer, OperatorProcess
 from spec_cases import REPO
 
@@ -97,10 +98,6 @@ def names(cluster, kind, namespace):
     return sorted(item["metadata"]["name"] for item in items)
 
 
-def condition(status, type_):
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
-
-
 def wait_champion(cluster, namespace, version, timeout=420):
     return cluster.wait_until(
         f"version {version} to be champion",
@@ -129,7 +126,7 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     assert status["lastTraining"]["job"] == first_jobs[0] and status["lastTraining"]["modelVersion"] == "1"
     assert status["lastTraining"]["metrics"]["r2"] >= 0.8
     assert status["observedGeneration"] == get(cluster, namespace)["metadata"]["generation"]
-    assert condition(status, "Ready")["status"] == "True" and condition(status, "Trained")["status"] == "True"
+    assert condition(status["conditions"], "Ready")["status"] == "True" and condition(status["conditions"], "Trained")["status"] == "True"
     assert status["endpoint"] == f"http://gateway.test/{namespace}/{NAME}"
     assert status["traffic"] == [{"version": "1", "weight": 100, "role": "champion"}]
     assert names(cluster, "deployments", namespace) == [f"{NAME}-v1"]
@@ -161,10 +158,10 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
         timeout=300,
         interval=1,
     )
-    trained = condition(failed, "Trained")
+    trained = condition(failed["conditions"], "Trained")
     assert trained["status"] == "False" and trained["reason"] == "InvalidInput"
     assert "nonexistent" in trained["message"]
-    assert failed["championVersion"] == "2" and condition(failed, "Ready")["status"] == "True"
+    assert failed["championVersion"] == "2" and condition(failed["conditions"], "Ready")["status"] == "True"
     assert names(cluster, "deployments", namespace) == [f"{NAME}-v2"]
     reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]}
     assert {"TrainingStarted", "TrainingSucceeded", "Promoted", "InvalidInput"} <= reasons
@@ -174,8 +171,8 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
         timeout=300,
         interval=1,
     )
-    assert condition(broken_status, "Trained")["reason"] == "InvalidInput"
-    assert "lightgbm" in condition(broken_status, "Trained")["message"]
+    assert condition(broken_status["conditions"], "Trained")["reason"] == "InvalidInput"
+    assert "lightgbm" in condition(broken_status["conditions"], "Trained")["message"]
     cluster.kubectl("delete", "mdep", "broken", "-n", namespace)
 
     # 4. the operator dies mid-training → after a restart: no duplicate Job, same end state.

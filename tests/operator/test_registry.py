@@ -51,12 +51,12 @@ def test_result_recovered_from_lineage_tags(server, model):
 
 def test_promote_moves_champion_and_drops_the_same_challenger(server, model):
     client, versions = model
-    assert registry.champion_version(server.url, "reg-test") is None
+    assert "champion" not in client.get_registered_model("reg-test").aliases
     registry.promote(server.url, "reg-test", versions[0])
     assert client.get_model_version_by_alias("reg-test", "champion").version == versions[0]
     assert "challenger" not in client.get_registered_model("reg-test").aliases
     registry.promote(server.url, "reg-test", versions[1])
-    assert registry.champion_version(server.url, "reg-test") == versions[1]
+    assert client.get_model_version_by_alias("reg-test", "champion").version == versions[1]
     registry.forget(server.url, "reg-test")
     assert client.get_registered_model("reg-test").aliases == {}
 

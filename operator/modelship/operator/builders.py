@@ -232,10 +232,6 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(resource, name, labels), "spec": spec}
 
 
-def desired_replicas(deployment: dict[str, Any]) -> int:
-    return deployment.get("spec", {}).get("replicas", 1)
-
-
 def serving_service(resource: ModelDeployment, version: str, variant: str) -> dict[str, Any]:
     name = serving_name(resource.metadata.name, version)
     return {

@@ -26,7 +26,6 @@ from modelship.operator.reconcile import plan
 
 log = logging.getLogger("modelship.operator")
 Key = tuple[str, str]
-OUTCOME_REASONS = {"TrainingSucceeded", "QualityGateFailed", "InvalidInput", "TrainingFailed", "ResultMissing"}
 
 
 def utcnow() -> str:
@@ -183,12 +182,13 @@ class Controller:
         patch = status_patch(status, decision.status)
         if patch:
             await run(self.kube.patch_status, namespace, name, patch)
+        if decision.training_outcome:
+            metrics.TRAININGS_FINISHED.labels(decision.training_outcome).inc()
+            last_training = decision.status.get("lastTraining", {})
+            seconds = _seconds_between(last_training.get("startedAt"), last_training.get("finishedAt"))
+            if seconds is not None:
+                metrics.TRAINING_SECONDS.observe(seconds)
         for event in decision.events:
-            if event.reason in OUTCOME_REASONS:
-                metrics.TRAININGS_FINISHED.labels(event.reason).inc()
-                seconds = _seconds_between(decision.status.get("lastTraining", {}).get("startedAt"), decision.status.get("lastTraining", {}).get("finishedAt"))
-                if seconds is not None:
-                    metrics.TRAINING_SECONDS.observe(seconds)
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
 

@@ -9,19 +9,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship.api.results import TrainingResult
-from modelship.operator.builders import SPEC_HASH_LABEL, TRAINING_CONTAINER, VERSION_LABEL
+from modelship.operator.builders import TRAINING_CONTAINER, VERSION_LABEL
 
 
 @dataclass(frozen=True)
 class JobState:
     name: str
-    spec_hash: str | None
     finished: bool = False
     succeeded: bool = False
     #: Why the Job failed, from its conditions (BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy).
     failure: str | None = None
     result: TrainingResult | None = None
-    exit_code: int | None = None
     #: The raw termination message when it was not a result (a crash's last log lines).
     message: str | None = None
 
@@ -73,9 +71,8 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
 def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
     """What a training Job ended with: its conditions, and the newest pod's termination message."""
     name = job["metadata"]["name"]
-    spec_hash = (job["metadata"].get("labels") or {}).get(SPEC_HASH_LABEL)
     if not job_finished(job):
-        return JobState(name, spec_hash)
+        return JobState(name)
     complete = _condition(job, "Complete")
     failed = _condition(job, "Failed")
     terminated = [t for t in (_terminated(p) for p in pods) if t]
@@ -88,12 +85,10 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
         failure = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
     return JobState(
         name,
-        spec_hash,
         finished=True,
         succeeded=bool(complete),
         failure=failure,
         result=result,
-        exit_code=last.get("exitCode"),
         message=None if result else message,
     )
 

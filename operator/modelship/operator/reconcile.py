@@ -40,6 +40,8 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     #: Version whose MLflow alias ``champion`` must point at it before the status says so.
     promote_version: str | None = None
+    #: Reason of the training outcome this plan records (a finished Job seen for the first time).
+    training_outcome: str | None = None
 
 
 def _metric_summary(metrics: dict[str, float]) -> str:
@@ -114,6 +116,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
             training_running = True
         else:
             trained, reason, message, event = _record_outcome(last, job_state, now)
+            result.training_outcome = reason
             set_(TRAINED, trained, reason, message)
             result.events.append(event)
     # Jobs of an older spec that still run are wasted work.
@@ -158,7 +161,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
                 result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", deployment_name))
 
     status["championVersion"] = champion
-    status["canaryVersion"] = decision.canary if not decision.promote else None
+    status["canaryVersion"] = decision.canary
     status["canaryWeight"] = decision.weights.get(status["canaryVersion"], 0) if status["canaryVersion"] else None
     status["traffic"] = [
         {"version": v, "weight": w, "role": CHAMPION if v == champion else "canary"} for v, w in sorted(decision.weights.items())

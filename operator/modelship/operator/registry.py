@@ -75,13 +75,6 @@ def promote(tracking_uri: str, model_name: str, version: str) -> None:
         _call(tracking_uri, "DELETE", "registered-models/alias", body={"name": model_name, "alias": CHALLENGER_ALIAS})
 
 
-def champion_version(tracking_uri: str, model_name: str) -> str | None:
-    try:
-        return _call(tracking_uri, "GET", "registered-models/alias", params={"name": model_name, "alias": CHAMPION_ALIAS})["model_version"]["version"]
-    except NotFound:
-        return None
-
-
 def result_from_registry(tracking_uri: str, model_name: str, job_name: str) -> TrainingResult | None:
     """The version a Job registered, found by its lineage tag, for a pod that left no message."""
     try:

@@ -41,7 +41,7 @@ def training(finished: bool = True, version: str | None = "1", passed: bool = Tr
 
 
 def succeeded(version="1"):
-    return JobState(JOB, HASH, finished=True, succeeded=True, result=TrainingResult(outcome=TrainingOutcome.succeeded, version=version, run_id="r", metrics={"r2": 0.85}))
+    return JobState(JOB, finished=True, succeeded=True, result=TrainingResult(outcome=TrainingOutcome.succeeded, version=version, run_id="r", metrics={"r2": 0.85}))
 
 
 def kinds(objects):
@@ -59,13 +59,13 @@ def test_new_resource_creates_one_job_and_reports_training():
 
 def test_job_already_there_is_not_created_again():
     # The operator died after creating the Job but before writing the status.
-    p = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, NOW)
+    p = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB)}), CONFIG, NOW)
     assert p.create == [] and p.status["phase"] == "Training"
 
 
 def test_running_job_changes_nothing():
-    status = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, NOW).status
-    again = plan(RESOURCE, status, Observed(jobs={JOB: JobState(JOB, HASH)}), CONFIG, "2026-11-22T09:00:00Z")
+    status = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB)}), CONFIG, NOW).status
+    again = plan(RESOURCE, status, Observed(jobs={JOB: JobState(JOB)}), CONFIG, "2026-11-22T09:00:00Z")
     assert again.create == [] and again.events == [] and status_patch(status, again.status) == {}
 
 
@@ -75,6 +75,7 @@ def test_finished_job_registers_and_deploys_the_first_version():
     assert p.status["lastTraining"]["modelVersion"] == "1" and p.status["lastTraining"]["metrics"] == {"r2": 0.85}
     assert p.status["phase"] == "Deploying" and p.promote_version is None
     assert condition(p.status["conditions"], "Trained")["status"] == "True"
+    assert p.training_outcome == "TrainingSucceeded"
     assert condition(p.status["conditions"], "Ready")["reason"] == "NoChampion"
 
 
@@ -102,16 +103,17 @@ def test_second_version_replaces_the_champion_once_ready():
 @pytest.mark.parametrize(
     "job, reason, phase_with_champion",
     [
-        (JobState(JOB, HASH, True, False, result=TrainingResult(outcome=TrainingOutcome.gate_failed, version="2", reason="r2 0.7 < 0.8")), "QualityGateFailed", "Degraded"),
-        (JobState(JOB, HASH, True, False, result=TrainingResult(outcome=TrainingOutcome.invalid_input, reason="column 'x' missing")), "InvalidInput", "Degraded"),
-        (JobState(JOB, HASH, True, False, failure="DeadlineExceeded: too long"), "TrainingFailed", "Degraded"),
-        (JobState(JOB, HASH, True, True), "ResultMissing", "Degraded"),
+        (JobState(JOB, True, False, result=TrainingResult(outcome=TrainingOutcome.gate_failed, version="2", reason="r2 0.7 < 0.8")), "QualityGateFailed", "Degraded"),
+        (JobState(JOB, True, False, result=TrainingResult(outcome=TrainingOutcome.invalid_input, reason="column 'x' missing")), "InvalidInput", "Degraded"),
+        (JobState(JOB, True, False, failure="DeadlineExceeded: too long"), "TrainingFailed", "Degraded"),
+        (JobState(JOB, True, True), "ResultMissing", "Degraded"),
     ],
 )
 def test_failed_training_keeps_the_champion_serving(job, reason, phase_with_champion):
     status = {"lastTraining": training(finished=False), "championVersion": "1"}
     p = plan(RESOURCE, status, Observed(jobs={JOB: job}, serving={"1": ServingState("1", True)}), CONFIG, NOW)
     assert condition(p.status["conditions"], "Trained")["reason"] == reason
+    assert p.training_outcome == reason
     assert p.status["championVersion"] == "1" and p.status["phase"] == phase_with_champion
     assert condition(p.status["conditions"], "Degraded")["status"] == "True"
     assert kinds(p.apply)[0] == ("Deployment", "california-housing-v1") and p.delete == []
@@ -122,7 +124,7 @@ def test_failed_training_keeps_the_champion_serving(job, reason, phase_with_cham
 
 
 def test_spec_change_starts_a_new_job_and_stops_the_stale_one():
-    old = JobState("california-housing-train-old", "old")
+    old = JobState("california-housing-train-old")
     status = {"lastTraining": {"job": old.name, "specHash": "old", "startedAt": "t"}, "championVersion": "1"}
     p = plan(RESOURCE, status, Observed(jobs={old.name: old}, serving={"1": ServingState("1", True)}), CONFIG, NOW)
     assert kinds(p.create) == [("Job", JOB)]
