@@ -123,12 +123,13 @@ class ModelRuntime:
         from modelship.monitoring.drift import DriftSettings
         from modelship.serving.drift_monitor import DriftMonitor
 
-        columns = [name for name in model.schema.names if name in set(model.reference.columns)]
+        in_reference = set(model.reference.columns)
+        columns = [name for name in model.schema.names if name in in_reference]
         self.drift = DriftMonitor(
             reference_path=str(model.artifacts.reference_path),
             reference=model.reference,
             columns=columns,
-            categorical=[name for name in model.schema.categorical if name in set(columns)],
+            categorical=[name for name in model.schema.categorical if name in in_reference],
             settings=DriftSettings(method=drift.method, threshold=drift.threshold, drift_share=drift.drift_share),
             window_size=drift.window_size,
             min_rows=drift.min_rows,

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelship.api.base import parse_duration
-from modelship.api.v1alpha1 import MonitoringSpec, ServingSpec
+from modelship.api.v1alpha1 import MonitoringSpec, ServingSpec, unwrap_spec
 
 ENV_MODEL_NAME = "MODELSHIP_MODEL_NAME"
 ENV_MODEL_VERSION = "MODELSHIP_MODEL_VERSION"
@@ -121,8 +121,7 @@ def parse_spec(text: str) -> tuple[ServingSpec, MonitoringSpec]:
     document: Any = json.loads(text)
     if not isinstance(document, dict):
         raise ValueError("the spec must be a JSON object")
-    if isinstance(document.get("spec"), dict):
-        document = document["spec"]
+    document = unwrap_spec(document)
     parts = _SpecParts.model_validate({key: document[key] for key in ("serving", "monitoring") if document.get(key) is not None})
     return parts.serving, parts.monitoring
 

@@ -669,6 +669,14 @@ class ModelDeploymentStatus(ApiModel):
     endpoint: str | None = Field(None, description="URL of the inference endpoint.")
 
 
+def unwrap_spec(document: Any) -> Any:
+    """The spec inside a whole ModelDeployment document, or the document itself when it is a
+    spec already: entrypoints take either as ``MODELSHIP_SPEC``/``--spec-json``."""
+    if isinstance(document, dict) and isinstance(document.get("spec"), dict) and "task" not in document:
+        return document["spec"]
+    return document
+
+
 class ObjectMeta(ApiModel):
     """The part of Kubernetes object metadata Modelship reads."""
 

@@ -103,3 +103,19 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        ({"apiVersion": "modelship.io/v1alpha1", "spec": {"task": "regression"}}, {"task": "regression"}),
+        ({"task": "regression", "dataset": {}}, {"task": "regression", "dataset": {}}),
+        ({"task": "regression", "spec": {"x": 1}}, {"task": "regression", "spec": {"x": 1}}),
+        ({"spec": "not an object"}, {"spec": "not an object"}),
+        ([1, 2], [1, 2]),
+    ],
+)
+def test_unwrap_spec_takes_a_resource_or_a_spec(document, expected):
+    from modelship.api.v1alpha1 import unwrap_spec
+
+    assert unwrap_spec(document) == expected

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modelship.api.results import TERMINATION_MESSAGE_LIMIT, ExitCode, TrainingOutcome, TrainingResult
-from modelship.api.v1alpha1 import CLASSIFICATION_METRICS, REGRESSION_METRICS, ModelDeployment, ModelDeploymentSpec
+from modelship.api.v1alpha1 import CLASSIFICATION_METRICS, REGRESSION_METRICS, ModelDeployment, ModelDeploymentSpec, unwrap_spec
 from modelship.training.errors import InvalidInput
 
 DEFAULT_RESULT_PATH = "/dev/termination-log"
@@ -161,9 +161,7 @@ def load_spec(file: Path | None, spec_json: str | None) -> tuple[ModelDeployment
             document = json.loads(spec_json or "")
         except json.JSONDecodeError as error:
             raise InvalidInput(f"--spec-json is not JSON: {error}") from None
-        if isinstance(document, dict) and "spec" in document and "task" not in document:
-            document = document["spec"]
-        spec = ModelDeploymentSpec.model_validate(document)
+        spec = ModelDeploymentSpec.model_validate(unwrap_spec(document))
         return spec, Identity(model_name=spec.model_name)
     except ValidationError as error:
         root = "" if file else "spec"
