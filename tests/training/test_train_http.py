@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import PERSONALITY, Backend, aliases, snapshot  # type: ignore[import-not-found]
+from trainkit import PERSONALITY, Backend, aliases, snapshot  # type: ignore[import-not-found]
 from modelship.api.results import REFERENCE_ARTIFACT
 
 pytestmark = pytest.mark.slow

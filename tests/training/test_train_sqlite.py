@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import CALIFORNIA, PERSONALITY, Backend, aliases, snapshot  # type: ignore[import-not-found]
+from trainkit import CALIFORNIA, PERSONALITY, Backend, aliases, snapshot  # type: ignore[import-not-found]
 from modelship.api.results import REFERENCE_ARTIFACT, VALIDATION_REPORT_ARTIFACT
 
 pytestmark = pytest.mark.slow
