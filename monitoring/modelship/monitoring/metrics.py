@@ -69,3 +69,21 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025,
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 #: Drift evaluation buckets (seconds).
 DRIFT_EVALUATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# --- the operator's own metrics (modelship.operator.metrics) -------------------------------
+#: Counter, label ``result`` (ok, retry, error).
+OPERATOR_RECONCILES_TOTAL = "modelship_operator_reconciles_total"
+#: Histogram of one reconcile.
+OPERATOR_RECONCILE_SECONDS = "modelship_operator_reconcile_duration_seconds"
+#: Counter, label ``kind`` (temporary, permanent, unexpected).
+OPERATOR_ERRORS_TOTAL = "modelship_operator_errors_total"
+#: Counter of training Jobs created, label ``trigger``.
+OPERATOR_TRAININGS_STARTED_TOTAL = "modelship_operator_trainings_started_total"
+#: Counter of recorded training outcomes, label ``outcome`` (the Trained condition's reason).
+OPERATOR_TRAININGS_FINISHED_TOTAL = "modelship_operator_trainings_finished_total"
+#: Histogram from Job creation to its recorded result.
+OPERATOR_TRAINING_SECONDS = "modelship_operator_training_duration_seconds"
+#: Counter of versions made champion.
+OPERATOR_PROMOTIONS_TOTAL = "modelship_operator_promotions_total"
+#: Gauge of ModelDeployments waiting for a reconcile.
+OPERATOR_QUEUE_DEPTH = "modelship_operator_queue_depth"

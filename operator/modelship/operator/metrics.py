@@ -1,12 +1,15 @@
-"""The operator's own Prometheus metrics (the serving metrics live in modelship.monitoring)."""
+"""The operator's own Prometheus metrics; their names live with every other Modelship metric
+name in modelship.monitoring.metrics."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECONCILES = Counter("modelship_operator_reconciles_total", "Reconciles of a ModelDeployment, by result.", ["result"])
-RECONCILE_SECONDS = Histogram("modelship_operator_reconcile_duration_seconds", "Time of one reconcile.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-ERRORS = Counter("modelship_operator_errors_total", "Reconcile errors, by kind.", ["kind"])
-TRAININGS_STARTED = Counter("modelship_operator_trainings_started_total", "Training Jobs created.", ["trigger"])
-TRAININGS_FINISHED = Counter("modelship_operator_trainings_finished_total", "Training Jobs finished, by outcome.", ["outcome"])
-TRAINING_SECONDS = Histogram("modelship_operator_training_duration_seconds", "From Job creation to its recorded result.", buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200))
-PROMOTIONS = Counter("modelship_operator_promotions_total", "Versions made champion.")
-QUEUE_DEPTH = Gauge("modelship_operator_queue_depth", "ModelDeployments waiting for a reconcile.")
+from modelship.monitoring import metrics as names
+
+RECONCILES = Counter(names.OPERATOR_RECONCILES_TOTAL, "Reconciles of a ModelDeployment, by result.", ["result"])
+RECONCILE_SECONDS = Histogram(names.OPERATOR_RECONCILE_SECONDS, "Time of one reconcile.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+ERRORS = Counter(names.OPERATOR_ERRORS_TOTAL, "Reconcile errors, by kind.", ["kind"])
+TRAININGS_STARTED = Counter(names.OPERATOR_TRAININGS_STARTED_TOTAL, "Training Jobs created.", ["trigger"])
+TRAININGS_FINISHED = Counter(names.OPERATOR_TRAININGS_FINISHED_TOTAL, "Training Jobs finished, by outcome.", ["outcome"])
+TRAINING_SECONDS = Histogram(names.OPERATOR_TRAINING_SECONDS, "From Job creation to its recorded result.", buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200))
+PROMOTIONS = Counter(names.OPERATOR_PROMOTIONS_TOTAL, "Versions made champion.")
+QUEUE_DEPTH = Gauge(names.OPERATOR_QUEUE_DEPTH, "ModelDeployments waiting for a reconcile.")
