@@ -1,7 +1,7 @@
 """The model server's Prometheus metrics (names from :mod:`modelship.monitoring.metrics`).
 
 Created with ``prometheus_client`` on first use, inside the BentoML worker, so they land in the
-multiprocess directory BentoML's ``/metrics`` reads (``PROMETHEUS_MULTIPROC_DIR``, set by
+multiprocess directory the service's ``/metrics`` reads (``PROMETHEUS_MULTIPROC_DIR``, set by
 ``bentoml serve``), or in the default registry when there is no such directory (tests).
 Every series carries ``model``, ``version``, ``variant``.
 """
@@ -44,6 +44,21 @@ def _families() -> dict[str, Any]:
 def _value_buckets() -> tuple[float, ...]:
     # Wide and log-spaced: the target's scale is not known before the model loads.
     return tuple(sorted({sign * m * 10.0**e for e in range(-2, 7) for m in (1, 2.5, 5) for sign in (1,)} | {0.0}))
+
+
+def exposition() -> tuple[bytes, str]:
+    """``/metrics``: every worker's series from the multiprocess directory, else this process's."""
+    import os
+
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class ServingMetrics:
