@@ -10,7 +10,10 @@
    package ``wrk``), else an asyncio + httpx generator in a child process — at concurrency 1
    and 32 for a fixed duration, one record per request, and prints requests/s, p50 and p99.
    The runs are interleaved over ``--rounds`` rounds and medians reported.
-4. Times one drift evaluation (5,000 rows × 9 features, Evidently) and the server at
+4. Holds concurrency 32 on the model server for ``--soak`` seconds in 10 s slices and prints each
+   slice's p99 and the worker's RSS: a per-request leak (BentoML's request timeout once left a
+   timer per request on the loop) shows as a p99 and an RSS that climb slice after slice.
+5. Times one drift evaluation (5,000 rows × 9 features, Evidently) and the server at
    concurrency 32 with drift on (5,000-row window, evaluated every 2 s, in the default child
    process and, for comparison, in a thread of the server) vs off.
 
@@ -165,6 +168,20 @@ def drift_cost(reference_path: Path, schema_categorical: list[str]) -> tuple[flo
     return times[0], min(times[1:])
 
 
+def batch_totals(server: Any) -> tuple[float, float]:
+    """(rows, model calls) so far, from the server's batch-size histogram."""
+    samples = servingkit.parse_metrics(server.metrics())
+    return servingkit.metric(samples, "modelship_batch_size_sum") or 0.0, servingkit.metric(samples, "modelship_batch_size_count") or 0.0
+
+
+def worker_rss_mib(pid: int) -> float:
+    """RSS of the BentoML worker processes under ``modelship serve`` (the HTTP worker holds the model)."""
+    import psutil
+
+    children = psutil.Process(pid).children(recursive=True)
+    return sum(child.memory_info().rss for child in children if "_bentoml_impl.worker" in " ".join(child.cmdline())) / 2**20
+
+
 def row(name: str, figures: dict[str, float]) -> str:
     extra = f"  (non-2xx {int(figures['non2xx'])})" if figures.get("non2xx") else ""
     return f"| {name} | {figures['rps']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} |{extra}"
@@ -176,6 +193,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="Keep MLflow data and logs here (default: a temp dir).")
     parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds; medians are reported.")
     parser.add_argument("--skip-drift", action="store_true", help="Skip the drift on/off comparison.")
+    parser.add_argument("--soak", type=int, default=60, help="Seconds of sustained concurrency 32 (10 s slices; 0 skips).")
     args = parser.parse_args()
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
@@ -190,9 +208,17 @@ def main() -> None:
     body = json.dumps(HOUSING_RECORD)
     runs: dict[str, list[dict[str, float]]] = {}
 
-    def measure(name: str, url: str, concurrency: int) -> None:
+    batched: dict[str, list[float]] = {}  # (rows, calls) of the modelship runs, per run name
+
+    def measure(name: str, url: str, concurrency: int, server: Any = None) -> None:
+        before = batch_totals(server) if server is not None else None
         figures = load(url, concurrency, args.duration, body)
         runs.setdefault(name, []).append(figures)
+        if server is not None:
+            after = batch_totals(server)
+            totals = batched.setdefault(name, [0.0, 0.0])
+            totals[0] += after[0] - before[0]
+            totals[1] += after[1] - before[1]
         print(row(name, figures), f" load {loadavg()}", flush=True)
 
     off = {"monitoring": {"drift": {"enabled": False}}}
@@ -212,13 +238,17 @@ def main() -> None:
         # Interleaved rounds: the machine is shared, so both servers see the same background load.
         for _ in range(args.rounds):
             for concurrency in (1, 32):
-                measure(f"modelship c={concurrency}", f"{server.url}/predict", concurrency)
+                measure(f"modelship c={concurrency}", f"{server.url}/predict", concurrency, server)
                 measure(f"plain FastAPI c={concurrency}", f"http://127.0.0.1:{port}/predict", concurrency)
-        samples = servingkit.parse_metrics(server.metrics())
-        calls = servingkit.metric(samples, "modelship_batch_size_count") or 0
-        rows = servingkit.metric(samples, "modelship_batch_size_sum") or 0
-        print(f"mean rows per model call over all modelship runs: {rows / max(calls, 1):.1f}", flush=True)
+        for name, (rows, calls) in batched.items():
+            print(f"{name}: mean rows per model call {rows / max(calls, 1):.1f}", flush=True)
         servingkit.stop_process(plain, 20)
+
+        if args.soak:
+            print(f"sustained concurrency 32 for {args.soak}s, 10 s slices (p99 and worker RSS should stay flat):", flush=True)
+            for index in range(max(1, args.soak // 10)):
+                figures = load(f"{server.url}/predict", 32, 10, body)
+                print(f"| slice {index + 1} | {figures['rps']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} | worker RSS {worker_rss_mib(server.process.pid):.0f} MiB |  load {loadavg()}", flush=True)
 
         first, warm = drift_cost(next((workdir / "cache").glob("*/*/reference.parquet")), ["ocean_proximity"])
         print(f"drift evaluation, 5,000 rows x 9 features, in-process: {first:.2f}s first, {warm:.2f}s warm", flush=True)
