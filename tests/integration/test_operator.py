@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from modelship.operator.conditions import condition
+from testdata import CALIFORNIA_HOUSING
 from servers import MlflowServer, OperatorProcess
 from spec_cases import REPO
 
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CRD = REPO / "manifests" / "crds" / "modelship.io_modeldeployments.yaml"
 CHART = REPO / "charts" / "modelship"
-HOUSING = (REPO.parent / "shared" / "datasets" / "california_housing.csv").resolve()
+HOUSING = CALIFORNIA_HOUSING
 NAME = "california-housing"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import testdata
 import servingkit
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -20,8 +21,7 @@ def sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def housing_model(sqlite_backend: dict[str, Any]) -> dict[str, Any]:
-    if not servingkit.HOUSING_CSV.exists():
-        pytest.skip("shared datasets not available")
+    testdata.require(servingkit.HOUSING_CSV)
     result = servingkit.train(sqlite_backend["workdir"], sqlite_backend["tracking_uri"], "housing", servingkit.housing_spec(trees=60))
     pipeline = servingkit.load_pipeline(sqlite_backend["tracking_uri"], "housing", result["version"])
     return {**sqlite_backend, "name": "housing", "version": result["version"], "result": result, "pipeline": pipeline}

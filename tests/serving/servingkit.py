@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from testdata import CALIFORNIA_HOUSING as HOUSING_CSV, DATASETS, PERSONALITY as PERSONALITY_CSV  # noqa: F401  (re-exported for the serving tests)
 from servers import MlflowServer, free_port, stop_process  # noqa: F401  (re-exported for the serving tests)
 
 REPO = Path(__file__).resolve().parents[2]
-DATASETS = Path(os.environ.get("MODELSHIP_DATASETS", REPO.parent / "shared" / "datasets"))
-HOUSING_CSV = DATASETS / "california_housing.csv"
-PERSONALITY_CSV = DATASETS / "personality.csv"
 BIN = Path(sys.executable).parent
 MODELSHIP = str(BIN / "modelship")
 

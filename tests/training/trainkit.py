@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testdata import CALIFORNIA_HOUSING as CALIFORNIA, DATASETS, PERSONALITY  # noqa: F401  (re-exported for the training tests)
+
 REPO = Path(__file__).resolve().parents[2]
-DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
-CALIFORNIA = DATASETS / "california_housing.csv"
-PERSONALITY = DATASETS / "personality.csv"
 BIN = Path(sys.executable).parent
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet", "PYTHONUNBUFFERED": "1"}
 

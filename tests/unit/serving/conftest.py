@@ -15,6 +15,7 @@ _KIT = Path(__file__).resolve().parents[2] / "serving"
 if str(_KIT) not in sys.path:
     sys.path.insert(0, str(_KIT))
 
+import testdata  # noqa: E402
 import servingkit  # noqa: E402
 
 
@@ -25,8 +26,8 @@ def mlflow_backend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _trained(backend: dict[str, Any], name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    if not servingkit.DATASETS.exists():
-        pytest.skip("shared datasets not available")
+    testdata.require(servingkit.HOUSING_CSV)
+    testdata.require(servingkit.PERSONALITY_CSV)
     result = servingkit.train(backend["workdir"], backend["tracking_uri"], name, spec)
     return {**backend, "name": name, "version": result["version"], "result": result}
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import testdata
 
 from modelship.monitoring.drift import METHODS, DriftSettings, compute_drift
-
-HOUSING = Path("/work/shared/datasets/california_housing.csv")
 
 
 @pytest.fixture(scope="module")
 def housing() -> pd.DataFrame:
-    if not HOUSING.exists():
-        pytest.skip("California housing CSV not available")
-    return pd.read_csv(HOUSING).drop(columns=["median_house_value"])
+    return pd.read_csv(testdata.require(testdata.CALIFORNIA_HOUSING)).drop(columns=["median_house_value"])
 
 
 def _shift(frame: pd.DataFrame) -> pd.DataFrame:
