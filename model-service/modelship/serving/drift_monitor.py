@@ -74,6 +74,23 @@ def _warm() -> bool:
     return True
 
 
+def _shut_down(executor: Executor) -> None:
+    """Stop the evaluator now. The child may be seconds into an evaluation or into importing
+    Evidently, and ignores SIGTERM (see ``_init_child``); waiting for it outlasted the server's
+    shutdown, which then ended the server with the pool's queues open ("leaked semaphore
+    objects" at exit). An interrupted evaluation loses nothing: the next one starts afresh."""
+    if not isinstance(executor, ProcessPoolExecutor):
+        executor.shutdown(wait=False, cancel_futures=True)  # a thread cannot be stopped; it ends with the process
+        return
+    kill_workers = getattr(executor, "kill_workers", None)  # Python 3.14
+    if kill_workers is not None:
+        kill_workers()
+    else:
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.kill()
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
 class DriftMonitor:
     def __init__(
         self,
@@ -128,8 +145,9 @@ class DriftMonitor:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            _shut_down(executor)
 
     def _make_executor(self) -> Executor:
         if self._executor_kind == "thread":
@@ -142,6 +160,10 @@ class DriftMonitor:
             initializer=_init_child,
             initargs=(self._reference_path, self.categorical, self.columns, DRIFT_NICENESS),
         )
+        self._executor = executor  # stop() reaches the child while it warms up (importing Evidently takes seconds)
+        if self._stop.is_set():
+            self.stop()
+            raise RuntimeError("the drift monitor stopped")
         executor.submit(_warm).result(timeout=300)
         return executor
 
@@ -191,5 +213,5 @@ class DriftMonitor:
                 if self._on_failure is not None:
                     self._on_failure()
                 if self._executor is not None and self._executor_kind == "process":
-                    self._executor.shutdown(wait=False, cancel_futures=True)
-                    self._executor = None
+                    executor, self._executor = self._executor, None
+                    _shut_down(executor)
