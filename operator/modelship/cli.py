@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors
-from modelship.api.crd import crd_yaml, stale_outputs, write_crd
+from modelship.api.crd import CRD_FILE
+from modelship.generated import GeneratedYaml
 
 app = typer.Typer(
     name="modelship",
@@ -41,23 +42,42 @@ def load_model_deployment(path: Path) -> ModelDeployment:
         raise typer.Exit(2) from None
 
 
-@app.command()
-def crd(
-    write: bool = typer.Option(False, "--write", help="Write manifests/crds/ and charts/modelship/crds/ instead of printing."),
-    check: bool = typer.Option(False, "--check", help="Exit 1 when the committed CRD files differ from the models."),
-    root: Path = typer.Option(Path("."), "--root", help="Repository root for --write and --check."),
-) -> None:
-    """Print (or write, or check) the ModelDeployment CRD generated from the pydantic models."""
+_WRITE = typer.Option(False, "--write", help="Write the committed files instead of printing.")
+_CHECK = typer.Option(False, "--check", help="Exit 1 when the committed files differ from what the code generates.")
+_ROOT = typer.Option(Path("."), "--root", help="Repository root for --write and --check.")
+
+
+def _generated(file: GeneratedYaml, write: bool, check: bool, root: Path) -> None:
     if check:
-        stale = stale_outputs(root)
-        for path in stale:
-            typer.echo(f"stale: {path} (run `modelship crd --write`)", err=True)
-        raise typer.Exit(1 if stale else 0)
+        outdated = file.stale(root)
+        for path in outdated:
+            typer.echo(f"stale: {path} (run `{file.command} --write`)", err=True)
+        raise typer.Exit(1 if outdated else 0)
     if write:
-        for path in write_crd(root):
+        for path in file.write(root):
             typer.echo(f"wrote {path}")
         return
-    sys.stdout.write(crd_yaml())
+    sys.stdout.write(file.text())
+
+
+@app.command()
+def crd(write: bool = _WRITE, check: bool = _CHECK, root: Path = _ROOT) -> None:
+    """Print (or write, or check) the ModelDeployment CRD generated from the pydantic models
+    (manifests/crds/ and charts/modelship/crds/)."""
+    _generated(CRD_FILE, write, check, root)
+
+
+monitoring = typer.Typer(help="Monitoring assets generated from the metric names.", no_args_is_help=True)
+app.add_typer(monitoring, name="monitoring")
+
+
+@monitoring.command("rules")
+def monitoring_rules(write: bool = _WRITE, check: bool = _CHECK, root: Path = _ROOT) -> None:
+    """Print (or write, or check) the Prometheus recording and alerting rules
+    (charts/modelship/files/prometheus-rules.yaml, included by the chart's PrometheusRule)."""
+    from modelship.monitoring.rules import RULES_FILE
+
+    _generated(RULES_FILE, write, check, root)
 
 
 @app.command()

@@ -28,7 +28,7 @@ def test_lint(cluster):
     assert helm(cluster, "lint", "--strict", str(CHART), "--kube-version", "1.36.0").returncode == 0
 
 
-@pytest.mark.parametrize("bad", ["operator.workers=0", "mlflow.trackingUri=sqlite:///x.db", "gateway.ref=nogateway", "operator.typo=1"])
+@pytest.mark.parametrize("bad", ["operator.workers=0", "mlflow.trackingUri=sqlite:///x.db", "gateway.ref=nogateway", "operator.typo=1", "monitoring.podMonitor.interval=often"])
 def test_values_schema_rejects(cluster, bad):
     result = helm(cluster, "template", "ms", str(CHART), "--kube-version", "1.36.0", "--set", bad, check=False)
     assert result.returncode != 0 and "values don't meet the specifications of the schema" in result.stderr
@@ -60,7 +60,39 @@ def test_least_privilege_and_locked_down_pod(cluster):
 
 def test_rendered_chart_is_accepted_by_the_api_server(cluster):
     cluster.kubectl("create", "namespace", "modelship-system", check=False)
-    for sets in ([], ["operator.watchNamespaces={default}"]):
+    monitoring = ["monitoring.prometheusRule.enabled=true", "monitoring.podMonitor.enabled=true"]
+    for sets in ([], ["operator.watchNamespaces={default}"], monitoring):
         documents = render(cluster, *sets)
         result = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(documents))
         assert result.returncode == 0
+
+
+def test_monitoring_objects_only_on_request_with_the_generated_rules(cluster):
+    from modelship.monitoring.rules import rule_groups
+
+    kinds = [d["kind"] for d in render(cluster)]
+    assert "PrometheusRule" not in kinds and "PodMonitor" not in kinds
+    documents = render(cluster, "monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.labels.release=kps", "monitoring.podMonitor.enabled=true")
+    rule = next(d for d in documents if d["kind"] == "PrometheusRule")
+    # Included untemplated: Prometheus gets the alerts' {{ $labels.* }} templates as generated.
+    assert rule["spec"] == rule_groups() and rule["metadata"]["labels"]["release"] == "kps"
+    monitor = next(d for d in documents if d["kind"] == "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    scoped = next(d for d in render(cluster, "monitoring.podMonitor.enabled=true", "operator.watchNamespaces={team-a,team-b}") if d["kind"] == "PodMonitor")
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_pod_monitor_selects_the_pods_the_operator_builds(cluster):
+    from modelship.api import ModelDeployment
+    from modelship.operator import builders
+    from modelship.operator.config import OperatorConfig
+
+    resource = ModelDeployment.model_validate(yaml.safe_load((REPO / "manifests" / "samples" / "diabetes-builtin.yaml").read_text()))
+    resource.metadata.uid = "uid-1"
+    deployment = builders.serving_deployment(resource, OperatorConfig(), "3", "champion")
+    pod = deployment["spec"]["template"]
+    monitor = next(d for d in render(cluster, "monitoring.podMonitor.enabled=true") if d["kind"] == "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ports = {port["name"] for port in pod["spec"]["containers"][0]["ports"]}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+    assert set(monitor["spec"]["podTargetLabels"]) <= set(pod["metadata"]["labels"])

@@ -70,6 +70,14 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 
 #: Drift evaluation buckets (seconds).
 DRIFT_EVALUATION_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+# --- recording rules (modelship.monitoring.rules), per namespace, model, version, variant --------
+#: Prediction requests per second by outcome, over 1m.
+RECORD_REQUEST_RATE = "modelship:predictions:rate1m"
+#: Share of requests that failed (outcome ``error``; rejected bad input is not an error), over 1m.
+RECORD_ERROR_RATIO = "modelship:predictions:error_ratio1m"
+#: 95th percentile request latency in seconds, over 1m.
+RECORD_LATENCY_P95 = "modelship:prediction_latency_seconds:p95_1m"
+
 # --- the operator's own metrics (modelship.operator.metrics) -------------------------------
 #: Counter, label ``result`` (ok, retry, error).
 OPERATOR_RECONCILES_TOTAL = "modelship_operator_reconciles_total"

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import yaml
 
-from modelship.api.crd import CRD_OUTPUTS, crd_yaml, render_crd, stale_outputs
+from modelship.api.crd import CRD_FILE, CRD_OUTPUTS, render_crd
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def test_committed_crd_matches_the_models():
-    assert stale_outputs(REPO) == [], "run `modelship crd --write` and commit the result"
+    assert CRD_FILE.stale(REPO) == [], "run `modelship crd --write` and commit the result"
     for relative in CRD_OUTPUTS:
-        assert (REPO / relative).read_text() == crd_yaml()
+        assert (REPO / relative).read_text() == CRD_FILE.text()
 
 
 def _walk(node, path="root"):
@@ -50,7 +50,7 @@ def test_every_spec_field_is_described():
 
 
 def test_cross_field_rules_reach_the_api_server():
-    text = crd_yaml()
+    text = CRD_FILE.text()
     for message in (
         "canary step weights must strictly increase",
         "A/B variant weights must sum to 100",

@@ -1,0 +1,116 @@
+"""The Prometheus rules of a Modelship installation, generated from the metric names in
+:mod:`modelship.monitoring.metrics` so a renamed metric cannot leave a rule behind.
+
+Recording rules give every served version its request rate, error ratio and p95 latency (what
+a canary analysis compares); alerts cover drift (``ModelshipDataDrift``, the one that triggers a
+retraining when the ModelDeployment asks for it), a model that does not become ready, errors,
+and a drift evaluator that keeps failing. Every series is kept per ``namespace``, ``model``,
+``version`` and ``variant``: ``namespace`` is the target label Prometheus adds when it scrapes a
+pod, the rest come from the model server.
+
+``modelship monitoring rules --write`` writes :data:`RULES_OUTPUTS`, which the chart's
+PrometheusRule template includes; a test fails when it differs from this module's output, and
+``promtool test rules`` exercises the alerts on synthetic series (tests/monitoring).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelship import generated
+from modelship.monitoring import metrics as m
+
+#: Where ``modelship monitoring rules --write`` puts the rule groups, relative to the repository root.
+RULES_OUTPUTS = (Path("charts/modelship/files/prometheus-rules.yaml"),)
+
+DRIFT_ALERT = "ModelshipDataDrift"
+NOT_READY_ALERT = "ModelshipModelNotReady"
+ERROR_RATE_ALERT = "ModelshipHighErrorRate"
+DRIFT_EVALUATION_FAILING_ALERT = "ModelshipDriftEvaluationFailing"
+
+#: How long the drift gauge must stay at 1 before the alert fires: one drifted evaluation of a
+#: small window is not a reason to retrain.
+DRIFT_FOR = "5m"
+NOT_READY_FOR = "10m"
+ERROR_RATIO_THRESHOLD = 0.05
+ERROR_RATE_FOR = "5m"
+
+#: The labels every rule keeps.
+SERIES = ("namespace", *m.LABELS)
+_BY = ", ".join(SERIES)
+_WHO = "{{ $labels.namespace }}/{{ $labels.model }} version {{ $labels.version }} ({{ $labels.variant }})"
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    requests = f"sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}[1m]))"
+    errors = f'sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}{{{m.LABEL_OUTCOME}="{m.OUTCOME_ERROR}"}}[1m]))'
+    return [
+        {"record": m.RECORD_REQUEST_RATE, "expr": f"sum by ({_BY}, {m.LABEL_OUTCOME}) (rate({m.PREDICTIONS_TOTAL}[1m]))"},
+        # No traffic gives no ratio (not 0/0): an idle canary is neither good nor bad.
+        {"record": m.RECORD_ERROR_RATIO, "expr": f"{errors} / ({requests} > 0)"},
+        {"record": m.RECORD_LATENCY_P95, "expr": f"histogram_quantile(0.95, sum by ({_BY}, le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket[1m])))"},
+    ]
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    return [
+        {
+            "alert": DRIFT_ALERT,
+            "expr": f"max by ({_BY}) ({m.DATA_DRIFT_DETECTED}) == 1",
+            "for": DRIFT_FOR,
+            "labels": {"severity": "warning", "component": "model"},
+            "annotations": {
+                "summary": f"Input drift on {_WHO}",
+                "description": (
+                    f"The share of drifted features has reached the ModelDeployment's driftShare for {DRIFT_FOR} "
+                    f"({m.FEATURE_DRIFTED} says which). With monitoring.retrainOnDrift the operator retrains on this alert."
+                ),
+            },
+        },
+        {
+            "alert": NOT_READY_ALERT,
+            "expr": f"max by ({_BY}) ({m.MODEL_READY}) == 0",
+            "for": NOT_READY_FOR,
+            "labels": {"severity": "warning", "component": "model"},
+            "annotations": {
+                "summary": f"{_WHO} has not loaded its model for {NOT_READY_FOR}",
+                "description": "The model server answers 503: its log says why loading failed (often MLflow unreachable or the version missing).",
+            },
+        },
+        {
+            "alert": ERROR_RATE_ALERT,
+            "expr": f"{m.RECORD_ERROR_RATIO} > {ERROR_RATIO_THRESHOLD}",
+            "for": ERROR_RATE_FOR,
+            "labels": {"severity": "critical", "component": "model"},
+            "annotations": {
+                "summary": f"{_WHO} fails {{{{ $value | humanizePercentage }}}} of its requests",
+                "description": f"More than {ERROR_RATIO_THRESHOLD:.0%} of prediction requests end in a server error (invalid input does not count).",
+            },
+        },
+        {
+            "alert": DRIFT_EVALUATION_FAILING_ALERT,
+            "expr": (
+                f'sum by ({_BY}) (increase({m.DRIFT_EVALUATIONS_TOTAL}{{{m.LABEL_OUTCOME}="error"}}[15m])) > 0 '
+                f'unless sum by ({_BY}) (increase({m.DRIFT_EVALUATIONS_TOTAL}{{{m.LABEL_OUTCOME}="success"}}[15m])) > 0'
+            ),
+            "labels": {"severity": "warning", "component": "model"},
+            "annotations": {
+                "summary": f"Drift evaluation keeps failing on {_WHO}",
+                "description": "No drift evaluation succeeded in 15 minutes, so drift would go unnoticed: see the model server's log.",
+            },
+        },
+    ]
+
+
+def rule_groups() -> dict[str, Any]:
+    """The ``groups`` document: a Prometheus rule file, and the ``spec`` of a PrometheusRule."""
+    return {
+        "groups": [
+            {"name": "modelship.serving.records", "interval": "30s", "rules": recording_rules()},
+            {"name": "modelship.serving.alerts", "rules": alerting_rules()},
+        ]
+    }
+
+
+RULES_FILE = generated.GeneratedYaml("modelship monitoring rules", "modelship.monitoring.rules", RULES_OUTPUTS, rule_groups, width=1000)

@@ -1,0 +1,159 @@
+"""The generated Prometheus rules on Prometheus's own rule engine (``promtool test rules``):
+synthetic series of two replicas of a served version, and what each rule must make of them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelship.monitoring import metrics as m
+from modelship.monitoring import rules
+
+REPO = Path(__file__).resolve().parents[2]
+RULES_FILE = REPO / rules.RULES_OUTPUTS[0]
+SERVED = {"namespace": "team-a", "model": "housing", "version": "3", "variant": "canary"}
+ALERT_LABELS = {"severity": "warning", "component": "model"}
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        raise FileNotFoundError("promtool not found: `hack/setup.sh --test` installs the Debian package prometheus")
+    return path
+
+
+def _selector(name: str, labels: dict[str, str]) -> str:
+    body = ", ".join(f'{key}="{value}"' for key, value in labels.items())
+    return f"{name}{{{body}}}"
+
+
+def _series(name: str, values: str, pod: str = "housing-v3-a", served: dict[str, str] = SERVED, **extra: str) -> dict[str, str]:
+    return {"series": _selector(name, {**served, "pod": pod, **extra}), "values": values}
+
+
+def _annotations(alert: str, value: str = "") -> dict[str, str]:
+    """The alert's annotations with Prometheus's templating done by hand for SERVED."""
+    rule = next(r for g in rules.rule_groups()["groups"] for r in g["rules"] if r.get("alert") == alert)
+    out = {}
+    for key, text in rule["annotations"].items():
+        for label, label_value in SERVED.items():
+            text = text.replace(f"{{{{ $labels.{label} }}}}", label_value)
+        out[key] = text.replace("{{ $value | humanizePercentage }}", value)
+    return out
+
+
+def _run(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    document = {"rule_files": [str(RULES_FILE)], "evaluation_interval": "15s", "tests": tests}
+    path = tmp_path / "rules_test.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return subprocess.run([_promtool(), "test", "rules", str(path)], capture_output=True, text=True)
+
+
+def _passes(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+    result = _run(tmp_path, tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rule_file_is_valid() -> None:
+    result = subprocess.run([_promtool(), "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUCCESS: 7 rules found" in result.stdout, result.stdout + result.stderr
+
+
+def test_drift_alerts_after_it_holds_once_per_version(tmp_path: Path) -> None:
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            # Two replicas of the same version; drift from minute 2 on one, from minute 3 on the other.
+            _series(m.DATA_DRIFT_DETECTED, "0 0 1x20", pod="housing-v3-a"),
+            _series(m.DATA_DRIFT_DETECTED, "0 0 0 1x20", pod="housing-v3-b"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": rules.DRIFT_ALERT, "exp_alerts": []},  # pending, not yet 5m
+            {"eval_time": "8m", "alertname": rules.DRIFT_ALERT, "exp_alerts": [{"exp_labels": {**ALERT_LABELS, **SERVED}, "exp_annotations": _annotations(rules.DRIFT_ALERT)}]},
+        ],
+    }])
+
+
+def test_a_short_drift_does_not_alert(tmp_path: Path) -> None:
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": [_series(m.DATA_DRIFT_DETECTED, "0 1 1 1 0x20")],
+        "alert_rule_test": [{"eval_time": t, "alertname": rules.DRIFT_ALERT, "exp_alerts": []} for t in ("4m", "6m", "10m")],
+    }])
+
+
+def test_the_alert_engine_really_checks_expectations(tmp_path: Path) -> None:
+    """The harness can fail: expecting no alert where drift held for 10 minutes is refused."""
+    result = _run(tmp_path, [{
+        "interval": "1m",
+        "input_series": [_series(m.DATA_DRIFT_DETECTED, "1x20")],
+        "alert_rule_test": [{"eval_time": "10m", "alertname": rules.DRIFT_ALERT, "exp_alerts": []}],
+    }])
+    assert result.returncode != 0 and rules.DRIFT_ALERT in result.stdout + result.stderr
+
+
+def test_error_ratio_latency_and_an_idle_version(tmp_path: Path) -> None:
+    idle = {**SERVED, "version": "2", "variant": "champion"}
+    _passes(tmp_path, [{
+        "interval": "15s",
+        "input_series": [
+            # 90 successes and 10 errors every 15 s: an error ratio of exactly 0.1.
+            _series(m.PREDICTIONS_TOTAL, "0+90x60", outcome="success", endpoint="predict"),
+            _series(m.PREDICTIONS_TOTAL, "0+10x60", outcome="error", endpoint="predict"),
+            _series(m.PREDICTIONS_TOTAL, "0+0x60", outcome="invalid", endpoint="predict"),
+            # Every request between 10 and 25 ms: p95 interpolates to 0.01 + 0.95 × 0.015.
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+0x60", le="0.01", endpoint="predict"),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+100x60", le="0.025", endpoint="predict"),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+100x60", le="+Inf", endpoint="predict"),
+            # An idle version: counters exist but never move.
+            _series(m.PREDICTIONS_TOTAL, "5x60", pod="housing-v2-a", served=idle, outcome="success", endpoint="predict"),
+            _series(m.PREDICTIONS_TOTAL, "0x60", pod="housing-v2-a", served=idle, outcome="error", endpoint="predict"),
+        ],
+        "promql_expr_test": [
+            # Scaled and rounded: the engine's floating point gives 0.09999999999999999.
+            {"expr": f"round({m.RECORD_ERROR_RATIO} * 1000)", "eval_time": "10m", "exp_samples": [{"labels": _selector("", SERVED), "value": 100}]},
+            {"expr": f'{m.RECORD_REQUEST_RATE}{{outcome="success", version="3"}}', "eval_time": "10m", "exp_samples": [{"labels": _selector(m.RECORD_REQUEST_RATE, {**SERVED, "outcome": "success"}), "value": 6}]},
+            {"expr": f'round({m.RECORD_LATENCY_P95}{{version="3"}} * 100000)', "eval_time": "10m", "exp_samples": [{"labels": _selector("", SERVED), "value": 2425}]},
+            # No traffic gives no error ratio: an idle canary is neither good nor bad.
+            {"expr": f'{m.RECORD_ERROR_RATIO}{{version="2"}}', "eval_time": "10m", "exp_samples": []},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "3m", "alertname": rules.ERROR_RATE_ALERT, "exp_alerts": []},
+            {"eval_time": "10m", "alertname": rules.ERROR_RATE_ALERT, "exp_alerts": [
+                {"exp_labels": {"severity": "critical", "component": "model", **SERVED}, "exp_annotations": _annotations(rules.ERROR_RATE_ALERT, "10%")},
+            ]},
+        ],
+    }])
+
+
+def test_a_model_that_never_loads_alerts_and_a_loaded_one_does_not(tmp_path: Path) -> None:
+    loaded = {**SERVED, "version": "2"}
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            _series(m.MODEL_READY, "0x20"),
+            _series(m.MODEL_READY, "0 0 1x20", pod="housing-v2-a", served=loaded),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": rules.NOT_READY_ALERT, "exp_alerts": []},
+            {"eval_time": "12m", "alertname": rules.NOT_READY_ALERT, "exp_alerts": [{"exp_labels": {**ALERT_LABELS, **SERVED}, "exp_annotations": _annotations(rules.NOT_READY_ALERT)}]},
+        ],
+    }])
+
+
+@pytest.mark.parametrize(("successes", "expected"), [("0+0x30", 1), ("0+1x30", 0)])
+def test_drift_evaluation_failing_only_without_a_success(tmp_path: Path, successes: str, expected: int) -> None:
+    alerts = [{"exp_labels": {**ALERT_LABELS, **SERVED}, "exp_annotations": _annotations(rules.DRIFT_EVALUATION_FAILING_ALERT)}] * expected
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            _series(m.DRIFT_EVALUATIONS_TOTAL, "0+1x30", outcome="error"),
+            _series(m.DRIFT_EVALUATIONS_TOTAL, successes, outcome="success"),
+        ],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": rules.DRIFT_EVALUATION_FAILING_ALERT, "exp_alerts": alerts}],
+    }])
