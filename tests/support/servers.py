@@ -1,4 +1,4 @@
-"""Real local servers for tests: an MLflow tracking server and the operator, each a process on
+"""Real local servers for tests: an MLflow tracking server, Prometheus and the operator, each a process on
 127.0.0.1 that the fixture which started it also stops."""
 
 from __future__ import annotations
@@ -103,6 +103,72 @@ class MlflowServer:
     def stop(self) -> None:
         if self.process:
             stop_process(self.process)  # its own session: the forked workers go too
+            self.process = None
+
+
+class PrometheusServer:
+    """The real ``prometheus`` (Debian package) on 127.0.0.1, scraping ``targets`` every second
+    and evaluating ``rule_files`` every second; ``target_labels`` stand in for the labels the
+    Prometheus Operator adds to a scraped pod (``namespace``, ``pod``)."""
+
+    def __init__(self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str]) -> None:
+        self.root = root
+        self.targets = targets
+        self.rule_files = rule_files
+        self.target_labels = target_labels
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "prometheus.log"
+
+    def start(self, timeout: float = 60) -> PrometheusServer:
+        import shutil
+
+        import yaml
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in self.rule_files],
+            "scrape_configs": [{"job_name": "modelship", "static_configs": [{"targets": self.targets, "labels": self.target_labels}]}],
+        }
+        (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
+        )
+        try:
+            wait_http(f"{self.url}/-/ready", timeout, self.process)
+        except (RuntimeError, TimeoutError) as error:
+            self.stop()
+            raise RuntimeError(f"prometheus did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
+        return self
+
+    def query(self, expr: str) -> list[dict]:
+        import httpx
+
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def alerts(self) -> list[dict]:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
             self.process = None
 
 
