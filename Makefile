@@ -24,11 +24,12 @@ test:
 test-unit: setup
 	$(VENV)/bin/python -m pytest tests/unit
 
-## Regenerate the CRD from the pydantic models and the Prometheus rules from the metric names
-## (a unit test fails when either is stale).
+## Regenerate the CRD from the pydantic models, and the Prometheus rules and Grafana dashboards
+## from the metric names (a unit test fails when one is stale).
 crd: setup
 	$(VENV)/bin/modelship crd --write
 	$(VENV)/bin/modelship monitoring rules --write
+	$(VENV)/bin/modelship monitoring dashboards --write
 
 ## Build (or find cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok,
 ## helm and the third-party CRDs under $${MODELSHIP_CACHE:-~/.cache/modelship}.

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors
 from modelship.api.crd import CRD_FILE
-from modelship.generated import GeneratedYaml
+from modelship.generated import GeneratedFile
 
 app = typer.Typer(
     name="modelship",
@@ -47,7 +47,7 @@ _CHECK = typer.Option(False, "--check", help="Exit 1 when the committed files di
 _ROOT = typer.Option(Path("."), "--root", help="Repository root for --write and --check.")
 
 
-def _generated(file: GeneratedYaml, write: bool, check: bool, root: Path) -> None:
+def _generated(file: GeneratedFile, write: bool, check: bool, root: Path) -> None:
     if check:
         outdated = file.stale(root)
         for path in outdated:
@@ -78,6 +78,15 @@ def monitoring_rules(write: bool = _WRITE, check: bool = _CHECK, root: Path = _R
     from modelship.monitoring.rules import RULES_FILE
 
     _generated(RULES_FILE, write, check, root)
+
+
+@monitoring.command("dashboards")
+def monitoring_dashboards(write: bool = _WRITE, check: bool = _CHECK, root: Path = _ROOT) -> None:
+    """Print (or write, or check) the Grafana dashboards (charts/modelship/files/dashboards/,
+    shipped by the chart for Grafana's dashboard sidecar). Needs the dev extra (grafana-foundation-sdk)."""
+    from modelship.monitoring.dashboards import DASHBOARD_FILE
+
+    _generated(DASHBOARD_FILE, write, check, root)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -60,7 +61,7 @@ def test_least_privilege_and_locked_down_pod(cluster):
 
 def test_rendered_chart_is_accepted_by_the_api_server(cluster):
     cluster.kubectl("create", "namespace", "modelship-system", check=False)
-    monitoring = ["monitoring.prometheusRule.enabled=true", "monitoring.podMonitor.enabled=true"]
+    monitoring = ["monitoring.prometheusRule.enabled=true", "monitoring.podMonitor.enabled=true", "monitoring.grafanaDashboards.enabled=true"]
     for sets in ([], ["operator.watchNamespaces={default}"], monitoring):
         documents = render(cluster, *sets)
         result = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(documents))
@@ -71,7 +72,7 @@ def test_monitoring_objects_only_on_request_with_the_generated_rules(cluster):
     from modelship.monitoring.rules import rule_groups
 
     kinds = [d["kind"] for d in render(cluster)]
-    assert "PrometheusRule" not in kinds and "PodMonitor" not in kinds
+    assert "PrometheusRule" not in kinds and "PodMonitor" not in kinds and "ConfigMap" not in kinds
     documents = render(cluster, "monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.labels.release=kps", "monitoring.podMonitor.enabled=true")
     rule = next(d for d in documents if d["kind"] == "PrometheusRule")
     # Included untemplated: Prometheus gets the alerts' {{ $labels.* }} templates as generated.
@@ -96,3 +97,16 @@ def test_pod_monitor_selects_the_pods_the_operator_builds(cluster):
     ports = {port["name"] for port in pod["spec"]["containers"][0]["ports"]}
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
     assert set(monitor["spec"]["podTargetLabels"]) <= set(pod["metadata"]["labels"])
+
+
+def test_dashboards_for_the_grafana_sidecar(cluster):
+    from modelship.monitoring.dashboards import DASHBOARD_FILE
+
+    maps = [d for d in render(cluster, "monitoring.grafanaDashboards.enabled=true") if d["kind"] == "ConfigMap"]
+    assert len(maps) == len(DASHBOARD_FILE.outputs)
+    assert maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = (REPO / DASHBOARD_FILE.outputs[0]).read_text()
+    # Included untemplated: the panels' {{version}} legends reach Grafana as generated.
+    assert json.loads(maps[0]["data"][DASHBOARD_FILE.outputs[0].name]) == json.loads(committed)
+    relabelled = render(cluster, "monitoring.grafanaDashboards.enabled=true", "monitoring.grafanaDashboards.sidecarLabel=dashboards", "monitoring.grafanaDashboards.sidecarLabelValue=modelship")
+    assert next(d for d in relabelled if d["kind"] == "ConfigMap")["metadata"]["labels"]["dashboards"] == "modelship"

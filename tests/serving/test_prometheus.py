@@ -14,8 +14,8 @@ import pytest
 import servingkit
 from servers import PrometheusServer
 
+from modelship.monitoring import dashboards, rules
 from modelship.monitoring import metrics as names
-from modelship.monitoring import rules
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,16 @@ def test_shifted_inputs_raise_the_drift_alert(scraped: tuple[servingkit.Server, 
         "namespace": "team-a", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary",
     }
     assert alert["annotations"]["summary"] == f"Input drift on team-a/{housing_model['name']} version {housing_model['version']} (canary)"
+
+
+def test_every_dashboard_query_answers(scraped: tuple[servingkit.Server, PrometheusServer], housing_model: dict[str, Any]) -> None:
+    """Each panel's query, with the dashboard's variables set to this namespace and model, returns
+    series from the real server (run after the traffic and drift of the tests above)."""
+    _, prometheus = scraped
+    values = {"$namespace": "team-a", "$model": housing_model["name"], "$__rate_interval": "1m"}
+    queries = [expr for _, _, expr, _ in dashboards.panel_queries()] + [expr for _, expr in dashboards.stat_queries()]
+    for expr in queries:
+        for variable, value in values.items():
+            expr = expr.replace(variable, value)
+        result = _until(f"data for {expr}", lambda expr=expr: prometheus.query(expr))
+        assert all(series["metric"].get("version") in (None, housing_model["version"]) for series in result), result

@@ -113,4 +113,4 @@ def rule_groups() -> dict[str, Any]:
     }
 
 
-RULES_FILE = generated.GeneratedYaml("modelship monitoring rules", "modelship.monitoring.rules", RULES_OUTPUTS, rule_groups, width=1000)
+RULES_FILE = generated.GeneratedFile("modelship monitoring rules", "modelship.monitoring.rules", RULES_OUTPUTS, rule_groups, width=1000)

@@ -155,4 +155,4 @@ def render_crd() -> dict[str, Any]:
     }
 
 
-CRD_FILE = generated.GeneratedYaml("modelship crd", "modelship.api.v1alpha1", CRD_OUTPUTS, render_crd)
+CRD_FILE = generated.GeneratedFile("modelship crd", "modelship.api.v1alpha1", CRD_OUTPUTS, render_crd)
