@@ -145,13 +145,17 @@ class DriftMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._drop_executor()
+
+    def _drop_executor(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             _shut_down(executor)
 
-    def _make_executor(self) -> Executor:
+    def _start_executor(self) -> Executor:
         if self._executor_kind == "thread":
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-eval")
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-eval")
+            return self._executor
         import multiprocessing
 
         executor = ProcessPoolExecutor(
@@ -161,10 +165,13 @@ class DriftMonitor:
             initargs=(self._reference_path, self.categorical, self.columns, DRIFT_NICENESS),
         )
         self._executor = executor  # stop() reaches the child while it warms up (importing Evidently takes seconds)
-        if self._stop.is_set():
-            self.stop()
-            raise RuntimeError("the drift monitor stopped")
-        executor.submit(_warm).result(timeout=300)
+        try:
+            if self._stop.is_set():
+                raise RuntimeError("the drift monitor stopped")
+            executor.submit(_warm).result(timeout=300)
+        except BaseException:
+            self._drop_executor()  # a pool that never warmed up is not kept
+            raise
         return executor
 
     def evaluate_now(self, force: bool = True) -> DriftResult | None:
@@ -174,16 +181,15 @@ class DriftMonitor:
         rows = list(self.window)
         if len(rows) < self.min_rows or (not force and added == self._evaluated_at_added):
             return None
-        if self._executor is None:
-            self._executor = self._make_executor()
+        executor = self._executor or self._start_executor()
         started = time.perf_counter()
         if self._executor_kind == "thread":
             import pandas as pd
 
             current = pd.DataFrame.from_records(rows, columns=self.columns)
-            result = self._executor.submit(compute_drift, current, self._reference, self.settings, self.categorical).result()
+            result = executor.submit(compute_drift, current, self._reference, self.settings, self.categorical).result()
         else:
-            result = self._executor.submit(_evaluate_in_child, self.columns, rows, self.settings).result()
+            result = executor.submit(_evaluate_in_child, self.columns, rows, self.settings).result()
         seconds = time.perf_counter() - started
         self.last, self.last_seconds = result, seconds
         self._evaluated_at_added = added
@@ -198,7 +204,7 @@ class DriftMonitor:
 
     def _loop(self) -> None:
         try:
-            self._executor = self._make_executor()
+            self._start_executor()
         except Exception:  # noqa: BLE001
             if self._stop.is_set():  # the server stopped while the child was still warming up
                 return
@@ -212,6 +218,5 @@ class DriftMonitor:
                 log.exception("drift evaluation failed")
                 if self._on_failure is not None:
                     self._on_failure()
-                if self._executor is not None and self._executor_kind == "process":
-                    executor, self._executor = self._executor, None
-                    _shut_down(executor)
+                if self._executor_kind == "process":  # a fresh child at the next interval
+                    self._drop_executor()
