@@ -151,7 +151,7 @@ def _response(reply: Reply) -> Response:
     # whatever its skip list says (+35% requests/s); the modelship_* series cover the
     # prediction routes and the /metrics route above serves them.
     metrics={"enabled": False},
-    logging={"access": {"enabled": False, "skip_paths": ["/predict", "/model"]}},
+    logging={"access": {"enabled": False}},
     tracing={"excluded_urls": ["/predict", "/model", "/healthz", "/livez", "/readyz", "/metrics"]},
 )
 @bentoml.asgi_app(app, path="/")
