@@ -5,14 +5,14 @@ arrive (pending: the rule's ``for`` is minutes; promtool covers the firing in te
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import servingkit
-from servers import PrometheusServer
+from servers import PrometheusServer, wait_until
 
 from modelship.monitoring import dashboards, rules
 from modelship.monitoring import metrics as names
@@ -36,16 +36,6 @@ def scraped(housing_model: dict[str, Any], tmp_path_factory: pytest.TempPathFact
             prometheus.stop()
 
 
-def _until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise TimeoutError(f"no {what} within {timeout}s")
-
-
 def _rows(n: int, seed: int) -> list[dict[str, Any]]:
     return pd.read_csv(servingkit.HOUSING_CSV).drop(columns=["median_house_value"]).dropna().sample(n, random_state=seed).to_dict(orient="records")
 
@@ -57,11 +47,11 @@ def test_recording_rules_see_the_served_version(scraped: tuple[servingkit.Server
     while time.monotonic() < deadline:  # a few seconds of traffic, so rate() over 1m has two samples to compare
         assert server.client.post("/predict", json=servingkit.HOUSING_RECORD).status_code == 200
         time.sleep(0.05)
-    rate = _until("request rate", lambda: prometheus.query(f'{names.RECORD_REQUEST_RATE}{{outcome="success"}} > 0'))
+    rate = wait_until("request rate", lambda: prometheus.query(f'{names.RECORD_REQUEST_RATE}{{outcome="success"}} > 0'))
     assert rate[0]["metric"] == {"__name__": names.RECORD_REQUEST_RATE, **version, "outcome": "success"}
-    ratio = _until("error ratio", lambda: prometheus.query(names.RECORD_ERROR_RATIO))
+    ratio = wait_until("error ratio", lambda: prometheus.query(names.RECORD_ERROR_RATIO))
     assert ratio[0]["metric"] == {"__name__": names.RECORD_ERROR_RATIO, **version} and float(ratio[0]["value"][1]) == 0.0
-    p95 = _until("p95 latency", lambda: prometheus.query(f"{names.RECORD_LATENCY_P95} > 0"))
+    p95 = wait_until("p95 latency", lambda: prometheus.query(f"{names.RECORD_LATENCY_P95} > 0"))
     assert 0 < float(p95[0]["value"][1]) < 1.0
 
 
@@ -73,14 +63,14 @@ def test_shifted_inputs_raise_the_drift_alert(scraped: tuple[servingkit.Server, 
     # Inputs like the training data fill the window (the other test sent one record over and
     # over, which is drift): the gauge reads 0 in Prometheus and no drift alert is active.
     assert server.client.post("/predict", json=_rows(200, seed=5)).status_code == 200
-    _until("a calm window", lambda: prometheus.query(f"{names.DATA_DRIFT_DETECTED} == 0") and not drift_alerts())
+    wait_until("a calm window", lambda: prometheus.query(f"{names.DATA_DRIFT_DETECTED} == 0") and not drift_alerts())
 
     shifted = pd.DataFrame(_rows(200, seed=6))
     for column in ["median_income", "housing_median_age", "total_rooms", "total_bedrooms", "population", "households"]:
         shifted[column] = shifted[column] * 2.0 + shifted[column].std()
     shifted["ocean_proximity"] = "INLAND"
     assert server.client.post("/predict", json=shifted.to_dict(orient="records")).status_code == 200
-    alert = _until("ModelshipDataDrift", drift_alerts)[0]
+    alert = wait_until("ModelshipDataDrift", drift_alerts)[0]
     assert alert["state"] == "pending"
     assert alert["labels"] == {
         "alertname": rules.DRIFT_ALERT, "severity": "warning", "component": "model",
@@ -98,5 +88,5 @@ def test_every_dashboard_query_answers(scraped: tuple[servingkit.Server, Prometh
     for expr in queries:
         for variable, value in values.items():
             expr = expr.replace(variable, value)
-        result = _until(f"data for {expr}", lambda expr=expr: prometheus.query(expr))
+        result = wait_until(f"data for {expr}", lambda expr=expr: prometheus.query(expr))
         assert all(series["metric"].get("version") in (None, housing_model["version"]) for series in result), result

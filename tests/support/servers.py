@@ -11,7 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -36,6 +38,17 @@ def wait_http(url: str, timeout: float = 60, process: subprocess.Popen | None = 
             last = error
         time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer {expect} within {timeout}s ({last})")
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+    """Poll ``probe()`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(interval)
+    raise TimeoutError(f"no {what} within {timeout}s")
 
 
 def stop_process(process: subprocess.Popen, grace: float = 10) -> None:

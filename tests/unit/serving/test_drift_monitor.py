@@ -4,13 +4,13 @@ end with the pool's semaphores leaked)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from servers import wait_until
 
 from modelship.monitoring.drift import DriftResult, DriftSettings
 from modelship.serving.drift_monitor import DriftMonitor
@@ -50,17 +50,10 @@ def _monitor(tmp_path: Path, results: list[DriftResult]) -> DriftMonitor:
     )
 
 
-def _wait_for(condition, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
-
-
 def test_stop_while_the_evaluator_warms_up_ends_the_child(tmp_path: Path) -> None:
     monitor = _monitor(tmp_path, [])
     monitor.start()
-    _wait_for(lambda: bool(_pool_children()))
+    wait_until("the evaluator child", _pool_children, timeout=120, interval=0.05)
     monitor.stop()
     assert _pool_children() == []
     assert monitor._thread is not None
