@@ -110,25 +110,32 @@ def _env_from(config: OperatorConfig) -> list[dict[str, Any]]:
 def _container(
     name: str, image: str, subcommand: str, env: list[dict[str, Any]], resources: dict[str, Any], config: OperatorConfig, mounts: list[dict[str, str]], **extra: Any
 ) -> dict[str, Any]:
-    """A ``modelship <subcommand>`` container, locked down, credentials from the Secret only."""
+    """A ``modelship <subcommand>`` container, locked down, credentials from the Secret only.
+
+    The root filesystem is read-only, so ``/tmp`` (an emptyDir from :func:`_pod_spec_common`)
+    is the writable home of MLflow's, BentoML's and Python's scratch files."""
     container = {
         "name": name,
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelship", subcommand],
-        "env": env,
+        "env": [*env, {"name": "HOME", "value": "/tmp"}],
         **extra,
         "resources": resources,
         "securityContext": _container_security(),
-        "volumeMounts": mounts,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
     }
     if config.credentials_secret:
         container["envFrom"] = _env_from(config)
     return container
 
 
-def _pod_spec_common(config: OperatorConfig) -> dict[str, Any]:
-    spec: dict[str, Any] = {"automountServiceAccountToken": False, "securityContext": _pod_security()}
+def _pod_spec_common(config: OperatorConfig, volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": _pod_security(),
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *(volumes or [])],
+    }
     if config.workload_service_account:
         spec["serviceAccountName"] = config.workload_service_account
     return spec
@@ -146,7 +153,6 @@ def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: s
         {"name": "MODELSHIP_JOB_NAME", "value": name},
         {"name": "MODELSHIP_TRIGGER", "value": trigger},
         {"name": "MODELSHIP_RESULT_PATH", "value": "/dev/termination-log"},
-        {"name": "HOME", "value": "/tmp"},
     ]
     container = _container(
         TRAINING_CONTAINER,
@@ -155,16 +161,11 @@ def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: s
         env,
         _resources(training.resources, {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}),
         config,
-        [{"name": "tmp", "mountPath": "/tmp"}],
+        [],
         terminationMessagePath="/dev/termination-log",
         terminationMessagePolicy="FallbackToLogsOnError",
     )
-    pod_spec = {
-        **_pod_spec_common(config),
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
-    }
+    pod_spec = {**_pod_spec_common(config), "restartPolicy": "Never", "containers": [container]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -200,7 +201,6 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
         {"name": "MODELSHIP_PORT", "value": str(config.serving_port)},
         {"name": "MODELSHIP_MODEL_CACHE", "value": "/cache"},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
-        {"name": "HOME", "value": "/tmp"},
     ]
     probe = {"httpGet": {"port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
     container = _container(
@@ -210,7 +210,7 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
         env,
         _resources(serving.resources, {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}),
         config,
-        [{"name": "tmp", "mountPath": "/tmp"}, {"name": "model-cache", "mountPath": "/cache"}],
+        [{"name": "model-cache", "mountPath": "/cache"}],
         ports=[{"name": "http", "containerPort": config.serving_port, "protocol": "TCP"}],
         readinessProbe={**probe, "httpGet": {"path": "/readyz", "port": "http"}},
         livenessProbe={**probe, "httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 6},
@@ -220,11 +220,7 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
         "selector": {"matchLabels": selector},
         "template": {
             "metadata": {"labels": labels, "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(config.serving_port), "prometheus.io/path": "/metrics"}},
-            "spec": {
-                **_pod_spec_common(config),
-                "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "model-cache", "emptyDir": {}}],
-            },
+            "spec": {**_pod_spec_common(config, [{"name": "model-cache", "emptyDir": {}}]), "containers": [container]},
         },
     }
     if serving.autoscaling is None:
