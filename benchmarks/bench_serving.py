@@ -42,6 +42,7 @@ sys.path[:0] = [str(REPO / "tests" / "serving"), str(REPO / "tests" / "support")
 
 import pandas as pd  # noqa: E402
 import servingkit  # noqa: E402
+from servers import wait_http  # noqa: E402
 from servingkit import HOUSING_RECORD  # noqa: E402
 
 TREES, DEPTH = 600, 7
@@ -134,20 +135,6 @@ def load(url: str, concurrency: int, duration: int, body: str) -> dict[str, floa
 # --- helpers -----------------------------------------------------------------------------
 
 
-def wait_http(url: str, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
-
-
 def loadavg() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -232,7 +219,7 @@ def main() -> None:
         port = servingkit.free_port()
         plain = subprocess.Popen([sys.executable, __file__, "--plain-app", str(cache_model), str(port)], env=servingkit.base_env(), start_new_session=True)
         stack.callback(servingkit.stop_process, plain)
-        wait_http(f"http://127.0.0.1:{port}/health")
+        wait_http(f"http://127.0.0.1:{port}/health", 120, plain)
         for url in (f"{server.url}/predict", f"http://127.0.0.1:{port}/predict"):
             load(url, 4, 2, body)  # warm up both
         # Interleaved rounds: the machine is shared, so both servers see the same background load.
