@@ -15,13 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelship.api.base import parse_duration
 from modelship.api.v1alpha1 import MonitoringSpec, ServingSpec, unwrap_spec
 
-ENV_MODEL_NAME = "MODELSHIP_MODEL_NAME"
-ENV_MODEL_VERSION = "MODELSHIP_MODEL_VERSION"
-ENV_VARIANT = "MODELSHIP_VARIANT"
-ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-ENV_SPEC = "MODELSHIP_SPEC"
-ENV_PORT = "MODELSHIP_PORT"
-ENV_CACHE = "MODELSHIP_MODEL_CACHE"
+from modelship.api.names import ENV_MODEL_CACHE as ENV_CACHE
+from modelship.api.names import ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_PORT, ENV_SPEC, ENV_TRACKING_URI, ENV_VARIANT
+
 ENV_PREDICTION_LOG = "MODELSHIP_PREDICTION_LOG"
 #: ``process`` (default: Evidently runs in a niced child process, off the GIL) or ``thread``.
 ENV_DRIFT_EXECUTOR = "MODELSHIP_DRIFT_EXECUTOR"

@@ -10,16 +10,20 @@ import json
 from typing import Any
 
 from modelship.api import parse_duration
+from modelship.api import names
+from modelship.api.names import (
+    COMPONENT_LABEL,
+    DEPLOYMENT_LABEL,
+    MANAGED_BY_LABEL,
+    PART_OF_LABEL,
+    SPEC_HASH_LABEL,
+    TRIGGER_ANNOTATION,
+    VARIANT_LABEL,
+    VERSION_LABEL,
+)
 from modelship.api.v1alpha1 import API_VERSION, KIND, ModelDeployment, ResourceRequirements
 from modelship.operator.config import OperatorConfig
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-COMPONENT = "app.kubernetes.io/component"
-DEPLOYMENT_LABEL = "modelship.io/deployment"
-VERSION_LABEL = "modelship.io/version"
-VARIANT_LABEL = "modelship.io/variant"
-SPEC_HASH_LABEL = "modelship.io/spec-hash"
-TRIGGER_ANNOTATION = "modelship.io/trigger"
 TRAINING_CONTAINER = "train"
 SERVING_CONTAINER = "model"
 SERVICE_PORT = 80
@@ -51,9 +55,9 @@ def serving_name(name: str, version: str) -> str:
 
 def common_labels(resource: ModelDeployment, component: str) -> dict[str, str]:
     return {
-        MANAGED_BY: "modelship",
-        "app.kubernetes.io/part-of": "modelship",
-        COMPONENT: component,
+        MANAGED_BY_LABEL: "modelship",
+        PART_OF_LABEL: "modelship",
+        COMPONENT_LABEL: component,
         DEPLOYMENT_LABEL: resource.metadata.name,
     }
 
@@ -95,9 +99,9 @@ def _container_security() -> dict[str, Any]:
 
 def _shared_env(resource: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
     return [
-        {"name": "MODELSHIP_SPEC", "value": json.dumps(resource.spec.to_wire(), sort_keys=True)},
-        {"name": "MODELSHIP_MODEL_NAME", "value": resource.registered_model_name},
-        {"name": "MLFLOW_TRACKING_URI", "value": config.mlflow_tracking_uri},
+        {"name": names.ENV_SPEC, "value": json.dumps(resource.spec.to_wire(), sort_keys=True)},
+        {"name": names.ENV_MODEL_NAME, "value": resource.registered_model_name},
+        {"name": names.ENV_TRACKING_URI, "value": config.mlflow_tracking_uri},
         {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
         {"name": "DO_NOT_TRACK", "value": "true"},
     ]
@@ -147,12 +151,12 @@ def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: s
     labels = {**common_labels(resource, "training"), SPEC_HASH_LABEL: spec_hash}
     training = resource.spec.training
     env = _shared_env(resource, config) + [
-        {"name": "MODELSHIP_DEPLOYMENT", "value": resource.metadata.name},
-        {"name": "MODELSHIP_NAMESPACE", "value": resource.metadata.namespace},
-        {"name": "MODELSHIP_GENERATION", "value": str(resource.metadata.generation or 0)},
-        {"name": "MODELSHIP_JOB_NAME", "value": name},
-        {"name": "MODELSHIP_TRIGGER", "value": trigger},
-        {"name": "MODELSHIP_RESULT_PATH", "value": "/dev/termination-log"},
+        {"name": names.ENV_DEPLOYMENT, "value": resource.metadata.name},
+        {"name": names.ENV_NAMESPACE, "value": resource.metadata.namespace},
+        {"name": names.ENV_GENERATION, "value": str(resource.metadata.generation or 0)},
+        {"name": names.ENV_JOB_NAME, "value": name},
+        {"name": names.ENV_TRIGGER, "value": trigger},
+        {"name": names.ENV_RESULT_PATH, "value": "/dev/termination-log"},
     ]
     container = _container(
         TRAINING_CONTAINER,
@@ -196,10 +200,10 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
     selector = {DEPLOYMENT_LABEL: resource.metadata.name, VERSION_LABEL: version}
     serving = resource.spec.serving
     env = _shared_env(resource, config) + [
-        {"name": "MODELSHIP_MODEL_VERSION", "value": version},
-        {"name": "MODELSHIP_VARIANT", "value": variant},
-        {"name": "MODELSHIP_PORT", "value": str(config.serving_port)},
-        {"name": "MODELSHIP_MODEL_CACHE", "value": "/cache"},
+        {"name": names.ENV_MODEL_VERSION, "value": version},
+        {"name": names.ENV_VARIANT, "value": variant},
+        {"name": names.ENV_PORT, "value": str(config.serving_port)},
+        {"name": names.ENV_MODEL_CACHE, "value": "/cache"},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
     ]
     probe = {"httpGet": {"port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}

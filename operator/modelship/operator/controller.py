@@ -18,6 +18,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors
+from modelship.api.names import TRIGGER_ANNOTATION
 from modelship.operator import metrics, registry
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
@@ -171,7 +172,7 @@ class Controller:
         decision = plan(resource, status, observed, self.config, utcnow())
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
-                metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get("modelship.io/trigger", "spec")).inc()
+                metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
         for obj in decision.apply:
             await run(self.kube.apply, obj)
         for api_version, kind, object_name in decision.delete:

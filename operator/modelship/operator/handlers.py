@@ -10,12 +10,12 @@ import kopf
 
 from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelship.operator import http
-from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
+from modelship.api.names import DEPLOYMENT_LABEL, MANAGED_BY_LABEL
 from modelship.operator.config import OperatorConfig
 from modelship.operator.controller import Controller
 from modelship.operator.kube import Kube, load_kube_config
 
-OWNED = {MANAGED_BY: "modelship"}
+OWNED = {MANAGED_BY_LABEL: "modelship"}
 
 
 @kopf.on.startup()

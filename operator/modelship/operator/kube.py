@@ -18,7 +18,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
-from modelship.operator.builders import DEPLOYMENT_LABEL, MANAGED_BY
+from modelship.api.names import DEPLOYMENT_LABEL, MANAGED_BY_LABEL
 from modelship.operator.observe import Observed, job_finished, job_state, serving_state
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Kube:
 
     def observe(self, namespace: str, name: str, known_results: set[str]) -> Observed:
         """Owned Jobs and serving Deployments; pods only for finished Jobs not yet recorded."""
-        selector = f"{MANAGED_BY}=modelship,{DEPLOYMENT_LABEL}={name}"
+        selector = f"{MANAGED_BY_LABEL}=modelship,{DEPLOYMENT_LABEL}={name}"
         observed = Observed()
         for job in self._list("batch/v1", "Job", namespace, selector):
             job_name = job["metadata"]["name"]

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelship.api.results import TrainingResult
-from modelship.operator.builders import TRAINING_CONTAINER, VERSION_LABEL
+from modelship.api.names import VARIANT_LABEL, VERSION_LABEL
+from modelship.operator.builders import TRAINING_CONTAINER
 
 
 @dataclass(frozen=True)
@@ -99,4 +100,4 @@ def serving_state(deployment: dict[str, Any]) -> ServingState:
     status = deployment.get("status") or {}
     current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
     ready = current and (status.get("readyReplicas") or 0) >= max(spec_replicas, 1) and (status.get("updatedReplicas") or 0) >= max(spec_replicas, 1)
-    return ServingState(labels.get(VERSION_LABEL, ""), ready, labels.get("modelship.io/variant"))
+    return ServingState(labels.get(VERSION_LABEL, ""), ready, labels.get(VARIANT_LABEL))

@@ -1,0 +1,38 @@
+"""Label, annotation and environment-variable names shared by the operator, the chart, the
+training entrypoint and the model server: one home, so a rename cannot miss a reader."""
+
+from __future__ import annotations
+
+PREFIX = "modelship.io/"
+
+# --- labels ----------------------------------------------------------------------------
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+#: The ModelDeployment an object (or a metric series) belongs to.
+DEPLOYMENT_LABEL = PREFIX + "deployment"
+#: The registered model version a serving pod serves.
+VERSION_LABEL = PREFIX + "version"
+#: champion, canary, or an A/B variant name.
+VARIANT_LABEL = PREFIX + "variant"
+#: Hash of the training-relevant spec a Job trained.
+SPEC_HASH_LABEL = PREFIX + "spec-hash"
+
+# --- annotations -----------------------------------------------------------------------
+#: Why a training Job runs: spec, schedule, drift or manual.
+TRIGGER_ANNOTATION = PREFIX + "trigger"
+
+# --- environment of the pods -----------------------------------------------------------
+ENV_SPEC = "MODELSHIP_SPEC"
+ENV_MODEL_NAME = "MODELSHIP_MODEL_NAME"
+ENV_MODEL_VERSION = "MODELSHIP_MODEL_VERSION"
+ENV_VARIANT = "MODELSHIP_VARIANT"
+ENV_PORT = "MODELSHIP_PORT"
+ENV_MODEL_CACHE = "MODELSHIP_MODEL_CACHE"
+ENV_DEPLOYMENT = "MODELSHIP_DEPLOYMENT"
+ENV_NAMESPACE = "MODELSHIP_NAMESPACE"
+ENV_GENERATION = "MODELSHIP_GENERATION"
+ENV_JOB_NAME = "MODELSHIP_JOB_NAME"
+ENV_TRIGGER = "MODELSHIP_TRIGGER"
+ENV_RESULT_PATH = "MODELSHIP_RESULT_PATH"
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
