@@ -517,10 +517,53 @@ class DriftSpec(ApiModel):
     interval: Duration = Field("1m", description="How often drift is computed.")
 
 
+class QualityMetric(str, Enum):
+    """Live quality measured from ground-truth feedback."""
+
+    accuracy = "accuracy"  #: classification: share of labelled predictions that were right
+    mae = "mae"  #: regression: mean absolute error
+    rmse = "rmse"  #: regression: root mean squared error
+
+
+#: Live quality metrics per task (``spec.monitoring.feedback.qualityThreshold.metric``).
+QUALITY_METRICS: dict[str, list[str]] = {"classification": ["accuracy"], "regression": ["mae", "rmse"]}
+
+
+class QualityThresholdSpec(ApiModel):
+    """When live quality counts as dropped: the ``ModelshipQualityDrop`` alert's threshold."""
+
+    metric: QualityMetric = Field(..., description="accuracy (classification; alert below the threshold), mae or rmse (regression; alert above it).")
+    threshold: float = Field(..., ge=0, description="Live accuracy below it (a share, 0..1), or live MAE/RMSE above it (the target's unit), raises the alert.")
+    min_labels: int = Field(20, ge=1, description="Fewest labelled predictions in the alert's window before live quality is judged.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.metric != 'accuracy' || self.threshold <= 1.0", "an accuracy threshold is a share between 0 and 1", ".threshold"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _accuracy_is_a_share(self) -> QualityThresholdSpec:
+        if self.metric == QualityMetric.accuracy and self.threshold > 1:
+            raise rule_error("QualityThresholdSpec", (("threshold",), "an accuracy threshold is a share between 0 and 1", self.threshold))
+        return self
+
+
+class FeedbackSpec(ApiModel):
+    """The prediction store (PostgreSQL) and ground-truth feedback (``POST /feedback``)."""
+
+    enabled: bool = Field(False, description="Store every prediction and accept feedback; the operator's prediction-store Secret gives the database.")
+    retention: Duration = Field("720h", description="How long predictions and their feedback are kept.")
+    quality_threshold: QualityThresholdSpec | None = Field(None, description="Live quality that raises the ModelshipQualityDrop alert.")
+
+
 class MonitoringSpec(ApiModel):
     """Drift detection and the retraining it triggers."""
 
     drift: DriftSpec = Field(default_factory=DriftSpec, description="Input drift detection.")
+    feedback: FeedbackSpec = Field(default_factory=FeedbackSpec, description="Prediction store, ground-truth feedback and live quality.")
     retrain_on_drift: bool = Field(False, description="Retrain when the drift alert fires.")
     cooldown: Duration = Field("1h", description="Least time between two retrainings caused by drift.")
 
@@ -554,6 +597,12 @@ _ESTIMATOR_TASK_RULE = (
     "!(self.training.estimator == 'logisticRegression' && self.task == 'regression')"
 )
 
+_QUALITY_METRIC_RULE = (
+    "!has(self.monitoring) || !has(self.monitoring.feedback) || !has(self.monitoring.feedback.qualityThreshold) || "
+    "(self.task == 'regression' ? " + repr(QUALITY_METRICS["regression"]).replace('"', "'") + " : "
+    + repr(QUALITY_METRICS["classification"]).replace('"', "'") + ").exists(m, m == self.monitoring.feedback.qualityThreshold.metric)"
+)
+
 
 class ModelDeploymentSpec(ApiModel):
     """What model to train from which data, and how to serve, roll out and watch it."""
@@ -576,6 +625,7 @@ class ModelDeploymentSpec(ApiModel):
             "x-kubernetes-validations": [
                 cel(_GATE_METRIC_RULE, "qualityGate.metric must suit the task (r2, rmse, mae for regression; accuracy, f1Macro, rocAuc for classification)", ".training.qualityGate.metric"),
                 cel(_ESTIMATOR_TASK_RULE, "the estimator does not support this task", ".training.estimator"),
+                cel(_QUALITY_METRIC_RULE, "qualityThreshold.metric must suit the task (accuracy for classification; mae, rmse for regression)", ".monitoring.feedback.qualityThreshold.metric"),
             ]
         }
     }
@@ -592,6 +642,19 @@ class ModelDeploymentSpec(ApiModel):
             failures.append((("training", "estimator"), f"{self.training.estimator} does not support task {self.task}", self.training.estimator))
         if failures:
             raise rule_error("ModelDeploymentSpec", *failures)
+        return self
+
+    @model_validator(mode="after")
+    def _quality_metric_suits_task(self) -> ModelDeploymentSpec:
+        quality = self.monitoring.feedback.quality_threshold
+        task = Task(self.task).value
+        allowed = QUALITY_METRICS[task]
+        if quality is not None and QualityMetric(quality.metric).value not in allowed:
+            metric = QualityMetric(quality.metric).value
+            raise rule_error(
+                "ModelDeploymentSpec",
+                (("monitoring", "feedback", "qualityThreshold", "metric"), f"{metric} does not suit task {task}; one of {', '.join(allowed)}", metric),
+            )
         return self
 
 
