@@ -3,7 +3,7 @@
 # packages and the Go-built control plane the integration tier needs. Safe to run again:
 # every step checks first and skips what is already there.
 #   hack/setup.sh          # venv only: enough for `make demo`
-#   hack/setup.sh --test   # + prometheus/alertmanager, the test control plane binaries
+#   hack/setup.sh --test   # + prometheus/alertmanager, postgresql, the test control plane binaries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 if $want_test; then
   missing=()
-  for pkg in prometheus prometheus-alertmanager; do
+  for pkg in prometheus prometheus-alertmanager postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -26,7 +26,7 @@ if $want_test; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # The packages start services on install; tests start their own on loopback ports.
-    for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    for svc in prometheus prometheus-alertmanager prometheus-node-exporter postgresql; do
       $SUDO systemctl stop "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
     done
   fi

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import testdata
 import servingkit
+from servers import PostgresServer
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
@@ -25,3 +27,20 @@ def housing_model(sqlite_backend: dict[str, Any]) -> dict[str, Any]:
     result = servingkit.train(sqlite_backend["workdir"], sqlite_backend["tracking_uri"], "housing", servingkit.housing_spec(trees=60))
     pipeline = servingkit.load_pipeline(sqlite_backend["tracking_uri"], "housing", result["version"])
     return {**sqlite_backend, "name": "housing", "version": result["version"], "result": result, "pipeline": pipeline}
+
+
+@pytest.fixture(scope="session")
+def personality_model(sqlite_backend: dict[str, Any]) -> dict[str, Any]:
+    testdata.require(servingkit.PERSONALITY_CSV)
+    result = servingkit.train(sqlite_backend["workdir"], sqlite_backend["tracking_uri"], "personality", servingkit.personality_spec("sklearn", "logisticRegression"))
+    return {**sqlite_backend, "name": "personality", "version": result["version"], "result": result}
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on 127.0.0.1 for the prediction store, removed afterwards."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()

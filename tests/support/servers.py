@@ -1,5 +1,5 @@
-"""Real local servers for tests: an MLflow tracking server, Prometheus and the operator, each a process on
-127.0.0.1 that the fixture which started it also stops."""
+"""Real local servers for tests: an MLflow tracking server, Prometheus, PostgreSQL and the operator, each a
+process on 127.0.0.1 that the fixture which started it also stops."""
 
 from __future__ import annotations
 
@@ -183,6 +183,106 @@ class PrometheusServer:
         if self.process:
             stop_process(self.process)
             self.process = None
+
+
+class PostgresServer:
+    """Debian's PostgreSQL (``initdb`` in a temporary directory, ``postgres`` on 127.0.0.1 and a
+    free port, trust authentication for the one user ``modelship``). :meth:`stop` and
+    :meth:`start` again keep the data: tests take the database away and bring it back.
+
+    PostgreSQL refuses to run as root; under root (containers, CI) it runs as ``nobody``."""
+
+    BIN = Path(os.environ.get("MODELSHIP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+    USER = "modelship"
+
+    def __init__(self, port: int | None = None) -> None:
+        import tempfile
+
+        # Not under pytest's tmp_path: that is private to root, and the server may run as nobody.
+        self.root = Path(tempfile.mkdtemp(prefix="modelship-postgres-"))
+        self.port = port or free_port()
+        self.dsn = f"postgresql://{self.USER}@127.0.0.1:{self.port}/postgres"
+        self.process: subprocess.Popen | None = None
+        self._initialised = False
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "postgres.log"
+
+    def _as_owner(self) -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+
+    def _initdb(self) -> None:
+        if not (self.BIN / "initdb").exists():
+            raise FileNotFoundError(f"{self.BIN / 'initdb'} not found: `hack/setup.sh --test` installs Debian's postgresql")
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
+        done = subprocess.run(
+            [*self._as_owner(), str(self.BIN / "initdb"), "-D", str(self.data), "-U", self.USER, "--auth=trust", "-E", "UTF8", "--no-sync"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        self._initialised = True
+
+    def start(self, timeout: float = 60) -> PostgresServer:
+        if not self._initialised:
+            self._initdb()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [
+                *self._as_owner(), str(self.BIN / "postgres"), "-D", str(self.data),
+                "-c", "listen_addresses=127.0.0.1", "-p", str(self.port), "-k", str(self.root),
+            ],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited {self.process.returncode}:\n{self.log_path.read_text()[-2000:]}")
+            if self.accepts():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"postgres did not start within {timeout}s:\n{self.log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def accepts(self) -> bool:
+        done = subprocess.run([str(self.BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER, "-t", "2"], capture_output=True)
+        return done.returncode == 0
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as connection:
+            cursor = connection.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, the data stays."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def remove(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class OperatorProcess:

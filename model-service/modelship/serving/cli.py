@@ -64,6 +64,7 @@ def serve(
 
 
 def _env_extras() -> dict[str, object]:
+    from modelship.api.names import ENV_PREDICTION_STORE_BUFFER, ENV_PREDICTION_STORE_DSN
     from modelship.serving.settings import ENV_DRIFT_EXECUTOR, ENV_LOAD_RETRY, ENV_MODEL_THREADS
 
     extras: dict[str, object] = {}
@@ -73,6 +74,12 @@ def _env_extras() -> dict[str, object]:
         extras["load_retry_seconds"] = float(os.environ[ENV_LOAD_RETRY])
     if os.environ.get(ENV_MODEL_THREADS):
         extras["model_threads"] = int(os.environ[ENV_MODEL_THREADS])
+    # The prediction store's DSN only ever comes from the environment: a flag would show the
+    # password in the process list.
+    if os.environ.get(ENV_PREDICTION_STORE_DSN):
+        extras["store_dsn"] = os.environ[ENV_PREDICTION_STORE_DSN]
+    if os.environ.get(ENV_PREDICTION_STORE_BUFFER):
+        extras["store_buffer_rows"] = int(os.environ[ENV_PREDICTION_STORE_BUFFER])
     return extras
 
 

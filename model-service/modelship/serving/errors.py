@@ -62,6 +62,24 @@ class PredictionError(ServingError):
     code = "prediction_error"
 
 
+class UnknownPrediction(ServingError):
+    """Feedback names a request (record) id the prediction store does not hold."""
+
+    code = "unknown_request_id"
+
+
+class FeedbackDisabled(ServingError):
+    """``POST /feedback`` on a model without a prediction store (``spec.monitoring.feedback``)."""
+
+    code = "feedback_disabled"
+
+
+class StoreUnavailable(ServingError):
+    """The prediction store's database does not answer (feedback only; predictions never wait for it)."""
+
+    code = "store_unavailable"
+
+
 #: The one mapping from error class to HTTP status.
 STATUS: dict[type[ServingError], int] = {
     MalformedRequest: 400,
@@ -69,6 +87,9 @@ STATUS: dict[type[ServingError], int] = {
     InvalidInput: 422,
     ModelNotReady: 503,
     ModelLoadError: 503,
+    UnknownPrediction: 404,
+    FeedbackDisabled: 501,
+    StoreUnavailable: 503,
     PredictionError: 500,
     ServingError: 500,
 }

@@ -1,5 +1,5 @@
 """Everything one model server process holds: the model, its metrics, the micro-batcher, the
-drift window and the prediction log, and the request handling the HTTP routes delegate to.
+drift window, the prediction store (or log), and the request handling the HTTP routes delegate to.
 
 Kept apart from the BentoML service class so it is plain Python: the routes in
 :mod:`modelship.serving.service` are one line each.
@@ -12,13 +12,13 @@ import logging
 import math
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelship.monitoring import metrics as names
 from modelship.serving.batching import MicroBatcher
-from modelship.serving.errors import ModelNotReady, PredictionError, ServingError, is_client_error, status_of
+from modelship.serving.errors import FeedbackDisabled, ModelNotReady, PredictionError, ServingError, UnknownPrediction, is_client_error, status_of
+from modelship.serving.feedback import absolute_error, is_correct, parse_feedback, record_ids, request_id_of
 from modelship.serving.model import ServedModel
 from modelship.serving.settings import ServingSettings
 
@@ -71,6 +71,22 @@ class ModelRuntime:
             from modelship.serving.predlog import PredictionLog
 
             self.prediction_log = PredictionLog(settings.prediction_log)
+        self.store: Any = None
+        if settings.monitoring.feedback.enabled and not settings.store_dsn:
+            from modelship.api.names import ENV_PREDICTION_STORE_DSN
+
+            log.warning("monitoring.feedback is enabled but %s is not set: no prediction store, POST /feedback answers 501", ENV_PREDICTION_STORE_DSN)
+        if settings.store_enabled:
+            from modelship.serving.store import PredictionStore, StoreSettings
+
+            assert settings.store_dsn is not None
+            self.store = PredictionStore(
+                StoreSettings(dsn=settings.store_dsn, model=settings.model_name, retention_seconds=settings.retention_seconds, buffer_rows=settings.store_buffer_rows),
+                # Through self.metrics at call time: an alias gets its metrics anew once resolved.
+                on_written=lambda rows: self.metrics.store_written(rows),
+                on_dropped=lambda rows: self.metrics.store_dropped(rows),
+                on_connected=lambda up: self.metrics.store_connected(up),
+            )
         self._classification = False
         self._stopping = threading.Event()
         self._loader: threading.Thread | None = None
@@ -109,6 +125,9 @@ class ModelRuntime:
         if model.artifacts.version != self.metrics.labels[names.LABEL_VERSION]:
             self.metrics = ServingMetrics(self.settings.model_name, model.artifacts.version, self.settings.variant)
         self._start_drift()
+        if self.store is not None:
+            classes = [str(c) for c in model.schema.classes] if model.schema.classes else ([] if self._classification else None)
+            self.metrics.store_ready(classes, self.settings.monitoring.feedback.quality_threshold)
         _freeze_heap()
         self.metrics.ready(True, model.artifacts.run_id, model.schema.task)
 
@@ -141,6 +160,15 @@ class ModelRuntime:
         )
         self.drift.start()
 
+    def start_store(self) -> None:
+        """Start the prediction store's writer on the serving event loop (a startup hook)."""
+        if self.store is not None:
+            self.store.start()
+
+    async def close_store(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
     def close(self) -> None:
         self._stopping.set()
         if self.drift is not None:
@@ -158,7 +186,7 @@ class ModelRuntime:
     async def predict(self, body: bytes, request_id: str | None, endpoint: str = "predict") -> Reply:
         """``POST /predict`` (micro-batched) and ``POST /predict/batch`` (one direct model call)."""
         started = time.perf_counter()
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id_of(request_id)
         headers = {REQUEST_ID_HEADER: request_id, VARIANT_HEADER: self.settings.variant}
         try:
             records, prepared = self.model.preprocess(body)
@@ -180,14 +208,66 @@ class ModelRuntime:
             if isinstance(error, ModelNotReady):
                 headers["retry-after"] = "5"
             return Reply(status_of(error), error.body(), headers)
+        ids = record_ids(request_id, len(records))
+        reply["requestId"] = request_id
+        if len(ids) > 1:
+            reply["recordIds"] = ids
         self.metrics.request(names.OUTCOME_SUCCESS, endpoint, time.perf_counter() - started)
         self.metrics.predictions(output.predictions, self._classification)
         if self.drift is not None:
             self.drift.add(records)
+        if self.store is not None:
+            self._store(request_id, ids, records, reply)
         if self.prediction_log is not None:
             self.prediction_log.record(request_id, records, reply)
         headers[VERSION_HEADER] = reply["version"]
         return Reply(200, reply, headers)
+
+    def _store(self, request_id: str, ids: list[str], records: list[dict[str, Any]], reply: dict[str, Any]) -> None:
+        now = time.time()
+        version, variant = reply["version"], reply["variant"]
+        probabilities = reply.get("probabilities") or [None] * len(ids)
+        self.store.record([(record_id, request_id, now, version, variant, record, prediction, proba) for record_id, record, prediction, proba in zip(ids, records, reply["predictions"], probabilities, strict=True)])
+
+    async def feedback(self, body: bytes) -> Reply:
+        """``POST /feedback``: true labels (or values) for stored predictions, each counted once."""
+        headers = {VARIANT_HEADER: self.settings.variant}
+        try:
+            if self.store is None:
+                raise FeedbackDisabled("this model has no prediction store: enable spec.monitoring.feedback (and give the operator the prediction-store Secret)")
+            if not self.model.ready or self.model.schema is None:
+                raise ModelNotReady(self.model.load_error or "the model is loading")
+            schema = self.model.schema
+            items = parse_feedback(body, schema.task, schema.classes)
+            stored = await self.store.lookup([item.record_id for item in items])
+            unknown = [(index, item.record_id) for index, item in enumerate(items) if item.record_id not in stored]
+            if unknown:
+                listed = ", ".join(repr(record_id) for _, record_id in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                raise UnknownPrediction(
+                    f"no stored prediction with requestId {listed}: nothing was recorded",
+                    [{"loc": ["feedback", index, "requestId"], "msg": f"no stored prediction {record_id!r} (unknown, or older than the retention)", "type": "not_found"} for index, record_id in unknown],
+                )
+            new = await self.store.add_feedback([(item.record_id, item.label, item.value) for item in items])
+        except ServingError as error:
+            if isinstance(error, ModelNotReady):
+                headers["retry-after"] = "5"
+            return Reply(status_of(error), error.body(), headers)
+        results = []
+        for item in items:
+            prediction = stored[item.record_id]
+            result: dict[str, Any] = {"requestId": item.record_id, "status": "stored" if item.record_id in new else "duplicate", "version": prediction.version, "variant": prediction.variant}
+            if item.label is not None:
+                correct = is_correct(prediction.prediction, item.label)
+                result["correct"] = correct
+                if item.record_id in new:
+                    self.metrics.labelled(prediction.version, prediction.variant, correct, item.label)
+            elif item.value is not None:
+                deviation = absolute_error(prediction.prediction, item.value)
+                result["absoluteError"] = deviation
+                if item.record_id in new:
+                    self.metrics.error(prediction.version, prediction.variant, deviation)
+            results.append(result)
+        return Reply(200, {"stored": len(new), "duplicates": len(items) - len(new), "results": results}, headers)
 
     def describe(self) -> Reply:
         info = self.model.info()

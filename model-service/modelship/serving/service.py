@@ -121,6 +121,37 @@ async def predict_batch(request: Request) -> Response:
     return _response(await _runtime().predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "batch"))
 
 
+_FEEDBACK_ITEM: dict[str, Any] = {
+    "type": "object",
+    "required": ["requestId"],
+    "properties": {
+        "requestId": {"type": "string", "description": "The prediction's requestId (one-record request) or one of its recordIds."},
+        "label": {"type": "string", "description": "Classification: the true class."},
+        "value": {"type": "number", "description": "Regression: the true value."},
+    },
+}
+_FEEDBACK: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [_FEEDBACK_ITEM, {"type": "array", "items": _FEEDBACK_ITEM}, {"type": "object", "properties": {"feedback": {"type": "array", "items": _FEEDBACK_ITEM}}, "required": ["feedback"]}]}}},
+    }
+}
+_FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored; feedback for a prediction that already had some is reported as a duplicate and not counted again."},
+    400: _ERRORS[400],
+    404: {"description": "A requestId names no stored prediction (`detail` lists each); nothing was recorded.", "content": {"application/json": {"schema": _ERROR}}},
+    413: {"description": "More than 10000 items.", "content": {"application/json": {"schema": _ERROR}}},
+    422: {"description": "A label of the wrong type or an unknown class, a missing value: `detail` lists every one.", "content": {"application/json": {"schema": _ERROR}}},
+    501: {"description": "This model has no prediction store (spec.monitoring.feedback).", "content": {"application/json": {"schema": _ERROR}}},
+    503: {"description": "The model is loading, or the prediction store's database does not answer.", "content": {"application/json": {"schema": _ERROR}}},
+}
+
+
+@app.post("/feedback", openapi_extra=_FEEDBACK, responses=_FEEDBACK_RESPONSES, summary="Ground truth for stored predictions: live accuracy / error per version")
+async def feedback(request: Request) -> Response:
+    return _response(await _runtime().feedback(await request.body()))
+
+
 @app.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     # Ours because BentoML's metrics are off (see the service below).
@@ -152,7 +183,7 @@ def _response(reply: Reply) -> Response:
     # prediction routes and the /metrics route above serves them.
     metrics={"enabled": False},
     logging={"access": {"enabled": False}},
-    tracing={"excluded_urls": ["/predict", "/model", "/healthz", "/livez", "/readyz", "/metrics"]},
+    tracing={"excluded_urls": ["/predict", "/feedback", "/model", "/healthz", "/livez", "/readyz", "/metrics"]},
 )
 @bentoml.asgi_app(app, path="/")
 class ModelService:
@@ -166,6 +197,13 @@ class ModelService:
     def __is_ready__(self) -> bool:
         return self.runtime.ready
 
+    # The prediction store's writer is a task on this worker's event loop: BentoML runs the
+    # hooks in the worker that serves the routes, after creating the service there.
+    @bentoml.on_startup
+    async def start_store(self) -> None:
+        self.runtime.start_store()
+
     @bentoml.on_shutdown
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        await self.runtime.close_store()
         self.runtime.close()

@@ -17,6 +17,7 @@ from modelship.api.v1alpha1 import MonitoringSpec, ServingSpec, unwrap_spec
 
 from modelship.api.names import ENV_MODEL_CACHE as ENV_CACHE
 from modelship.api.names import ENV_MODEL_NAME, ENV_MODEL_VERSION, ENV_PORT, ENV_SPEC, ENV_TRACKING_URI, ENV_VARIANT
+from modelship.api.names import ENV_PREDICTION_STORE_BUFFER, ENV_PREDICTION_STORE_DSN
 
 ENV_PREDICTION_LOG = "MODELSHIP_PREDICTION_LOG"
 #: ``process`` (default: Evidently runs in a niced child process, off the GIL) or ``thread``.
@@ -45,6 +46,17 @@ class ServingSettings:
     drift_executor: str = "process"
     load_retry_seconds: float = 5.0
     model_threads: int = 1
+    #: PostgreSQL DSN of the prediction store (from a Secret via the environment, never the spec).
+    store_dsn: str | None = field(default=None, repr=False)
+    store_buffer_rows: int = 20_000
+
+    @property
+    def store_enabled(self) -> bool:
+        return self.monitoring.feedback.enabled and bool(self.store_dsn)
+
+    @property
+    def retention_seconds(self) -> float:
+        return parse_duration(self.monitoring.feedback.retention)
 
     @property
     def alias(self) -> str | None:
@@ -74,6 +86,8 @@ class ServingSettings:
             drift_executor=env.get(ENV_DRIFT_EXECUTOR) or "process",
             load_retry_seconds=float(env.get(ENV_LOAD_RETRY) or 5.0),
             model_threads=int(env.get(ENV_MODEL_THREADS) or 1),
+            store_dsn=env.get(ENV_PREDICTION_STORE_DSN) or None,
+            store_buffer_rows=int(env.get(ENV_PREDICTION_STORE_BUFFER) or 20_000),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -92,6 +106,9 @@ class ServingSettings:
             env[ENV_TRACKING_URI] = self.tracking_uri
         if self.prediction_log:
             env[ENV_PREDICTION_LOG] = self.prediction_log
+        if self.store_dsn:
+            env[ENV_PREDICTION_STORE_DSN] = self.store_dsn
+        env[ENV_PREDICTION_STORE_BUFFER] = str(self.store_buffer_rows)
         return env
 
 

@@ -38,6 +38,14 @@ def _families() -> dict[str, Any]:
         "drift_runs": Counter(names.DRIFT_EVALUATIONS_TOTAL, "Drift evaluations by outcome.", [*labels, names.LABEL_OUTCOME]),
         "info": Gauge(names.MODEL_INFO, "The served model (always 1).", [*labels, names.LABEL_RUN_ID, names.LABEL_TASK], multiprocess_mode=_GAUGE_MODE),
         "ready": Gauge(names.MODEL_READY, "1 once the model is loaded and serving.", labels, multiprocess_mode=_GAUGE_MODE),
+        "labelled": Counter(names.LABELLED_PREDICTIONS_TOTAL, "Predictions that received a ground-truth label, by outcome and true class.", [*labels, names.LABEL_OUTCOME, names.LABEL_CLASS]),
+        "abs_error": Histogram(names.PREDICTION_ABSOLUTE_ERROR, "Absolute error of predictions that received their true value.", labels, buckets=_value_buckets()),
+        "sq_error": Counter(names.PREDICTION_SQUARED_ERROR_TOTAL, "Sum of squared errors of predictions that received their true value.", labels),
+        "quality_threshold": Gauge(names.QUALITY_THRESHOLD, "Live-quality threshold of spec.monitoring.feedback.qualityThreshold.", [*labels, names.LABEL_METRIC], multiprocess_mode=_GAUGE_MODE),
+        "quality_min_labels": Gauge(names.QUALITY_MIN_LABELS, "Labelled predictions the quality alert needs in its window.", labels, multiprocess_mode=_GAUGE_MODE),
+        "store_written": Counter(names.PREDICTION_STORE_WRITTEN_TOTAL, "Prediction records written to the prediction store.", labels),
+        "store_dropped": Counter(names.PREDICTION_STORE_DROPPED_TOTAL, "Prediction records dropped: the store's buffer was full.", labels),
+        "store_connected": Gauge(names.PREDICTION_STORE_CONNECTED, "1 while the prediction store is connected to its database.", labels, multiprocess_mode=_GAUGE_MODE),
     }
 
 
@@ -146,3 +154,41 @@ class ServingMetrics:
 
     def drift_failed(self) -> None:
         self._f["drift_runs"].labels(*self._lv, "error").inc()
+
+    # --- prediction store and feedback ------------------------------------------------------
+
+    def store_ready(self, classes: list[str] | None, quality: Any | None) -> None:
+        """The store's series at 0 (so ``rate()`` starts from zero) and the quality threshold."""
+        f, lv = self._f, self._lv
+        f["store_written"].labels(*lv)
+        f["store_dropped"].labels(*lv)
+        f["store_connected"].labels(*lv)
+        if classes is not None:
+            for klass in classes:
+                for outcome in (names.OUTCOME_CORRECT, names.OUTCOME_INCORRECT):
+                    f["labelled"].labels(*lv, outcome, klass)
+        else:
+            f["abs_error"].labels(*lv)
+            f["sq_error"].labels(*lv)
+        if quality is not None:
+            f["quality_threshold"].labels(*lv, str(quality.metric.value if hasattr(quality.metric, "value") else quality.metric)).set(quality.threshold)
+            f["quality_min_labels"].labels(*lv).set(quality.min_labels)
+
+    def store_written(self, rows: int) -> None:
+        self._f["store_written"].labels(*self._lv).inc(rows)
+
+    def store_dropped(self, rows: int) -> None:
+        self._f["store_dropped"].labels(*self._lv).inc(rows)
+
+    def store_connected(self, connected: bool) -> None:
+        self._f["store_connected"].labels(*self._lv).set(1 if connected else 0)
+
+    def labelled(self, version: str, variant: str, correct: bool, klass: str) -> None:
+        """One classification prediction got its true class (labels of the prediction's version)."""
+        outcome = names.OUTCOME_CORRECT if correct else names.OUTCOME_INCORRECT
+        self._f["labelled"].labels(self._lv[0], version, variant, outcome, klass).inc()
+
+    def error(self, version: str, variant: str, absolute_error: float) -> None:
+        """One regression prediction got its true value."""
+        self._f["abs_error"].labels(self._lv[0], version, variant).observe(absolute_error)
+        self._f["sq_error"].labels(self._lv[0], version, variant).inc(absolute_error * absolute_error)

@@ -63,6 +63,33 @@ MODEL_INFO = "modelship_model_info"
 #: Gauge: 1 once the model is loaded and the server takes predictions, else 0.
 MODEL_READY = "modelship_model_ready"
 
+# --- prediction store and ground-truth feedback (spec.monitoring.feedback) ------------------
+#: Values of :data:`LABEL_OUTCOME` on :data:`LABELLED_PREDICTIONS_TOTAL`.
+OUTCOME_CORRECT = "correct"
+OUTCOME_INCORRECT = "incorrect"
+#: Extra label of :data:`QUALITY_THRESHOLD`: accuracy, mae or rmse.
+LABEL_METRIC = "metric"
+#: Counter (classification): predictions that received a ground-truth label, by ``outcome``
+#: (correct, incorrect) and ``class`` (the true label). ``version`` and ``variant`` are those of
+#: the prediction, whichever server took the feedback.
+LABELLED_PREDICTIONS_TOTAL = "modelship_labelled_predictions_total"
+#: Histogram (regression): absolute error of predictions that received their true value.
+PREDICTION_ABSOLUTE_ERROR = "modelship_prediction_absolute_error"
+#: Counter (regression): sum of squared errors of those predictions (RMSE, and with the
+#: histogram the variance of the absolute error that a Welch test needs).
+PREDICTION_SQUARED_ERROR_TOTAL = "modelship_prediction_squared_error_total"
+#: Gauge: the live-quality threshold of ``spec.monitoring.feedback.qualityThreshold``, label
+#: ``metric``; the ModelshipQualityDrop alert compares the live metric with it.
+QUALITY_THRESHOLD = "modelship_quality_threshold"
+#: Gauge: ``qualityThreshold.minLabels``, the labelled predictions the alert needs in its window.
+QUALITY_MIN_LABELS = "modelship_quality_min_labels"
+#: Counter: prediction records written to the prediction store.
+PREDICTION_STORE_WRITTEN_TOTAL = "modelship_prediction_store_written_total"
+#: Counter: prediction records dropped because the store's buffer was full (database slow or down).
+PREDICTION_STORE_DROPPED_TOTAL = "modelship_prediction_store_dropped_total"
+#: Gauge: 1 while the prediction store's writer is connected to the database.
+PREDICTION_STORE_CONNECTED = "modelship_prediction_store_connected"
+
 #: Latency buckets (seconds), fine at the low end where a batched XGBoost answer lands.
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Batch size buckets (rows).
@@ -77,6 +104,20 @@ RECORD_REQUEST_RATE = "modelship:predictions:rate1m"
 RECORD_ERROR_RATIO = "modelship:predictions:error_ratio1m"
 #: 95th percentile request latency in seconds, over 1m.
 RECORD_LATENCY_P95 = "modelship:prediction_latency_seconds:p95_1m"
+
+#: Window of the live-quality recording rules and of the ModelshipQualityDrop alert.
+QUALITY_WINDOW = "1h"
+#: Live accuracy (classification) over :data:`QUALITY_WINDOW`: correct / labelled predictions.
+RECORD_LIVE_ACCURACY = "modelship:labelled_predictions:accuracy1h"
+#: Labelled predictions (both tasks) over :data:`QUALITY_WINDOW`.
+RECORD_LABELLED_COUNT = "modelship:labelled_predictions:increase1h"
+#: Labelled predictions (classification) over :data:`QUALITY_WINDOW`, by ``outcome``: the
+#: per-variant counts an A/B two-proportion test reads.
+RECORD_LABELLED_BY_OUTCOME = "modelship:labelled_predictions:increase1h_by_outcome"
+#: Live mean absolute error (regression) over :data:`QUALITY_WINDOW`.
+RECORD_LIVE_MAE = "modelship:prediction_absolute_error:mae1h"
+#: Live root mean squared error (regression) over :data:`QUALITY_WINDOW`.
+RECORD_LIVE_RMSE = "modelship:prediction_squared_error:rmse1h"
 
 # --- the operator's own metrics (modelship.operator.metrics) -------------------------------
 #: Counter, label ``result`` (ok, retry, error).

@@ -36,3 +36,14 @@ ENV_JOB_NAME = "MODELSHIP_JOB_NAME"
 ENV_TRIGGER = "MODELSHIP_TRIGGER"
 ENV_RESULT_PATH = "MODELSHIP_RESULT_PATH"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+# --- prediction store (spec.monitoring.feedback) ------------------------------------------
+#: The model server's PostgreSQL DSN for the prediction store; the operator sets it from a
+#: Secret's key (never from the resource).
+ENV_PREDICTION_STORE_DSN = "MODELSHIP_PREDICTION_STORE_DSN"
+#: Operator setting: the Secret (in the ModelDeployment's namespace) holding that DSN.
+ENV_PREDICTION_STORE_SECRET = "MODELSHIP_PREDICTION_STORE_SECRET"
+#: The key of that Secret that holds the DSN.
+PREDICTION_STORE_SECRET_KEY = "dsn"
+#: Model server tuning: rows the prediction store may buffer while the database is slow or down.
+ENV_PREDICTION_STORE_BUFFER = "MODELSHIP_PREDICTION_STORE_BUFFER_ROWS"
