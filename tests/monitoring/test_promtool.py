@@ -36,14 +36,14 @@ def _series(name: str, values: str, pod: str = "housing-v3-a", served: dict[str,
     return {"series": _selector(name, {**served, "pod": pod, **extra}), "values": values}
 
 
-def _annotations(alert: str, value: str = "") -> dict[str, str]:
-    """The alert's annotations with Prometheus's templating done by hand for SERVED."""
+def _annotations(alert: str, value: str = "", labels: dict[str, str] = SERVED) -> dict[str, str]:
+    """The alert's annotations with Prometheus's templating done by hand for ``labels``."""
     rule = next(r for g in rules.rule_groups()["groups"] for r in g["rules"] if r.get("alert") == alert)
     out = {}
     for key, text in rule["annotations"].items():
-        for label, label_value in SERVED.items():
+        for label, label_value in labels.items():
             text = text.replace(f"{{{{ $labels.{label} }}}}", label_value)
-        out[key] = text.replace("{{ $value | humanizePercentage }}", value)
+        out[key] = text.replace("{{ $value | humanizePercentage }}", value).replace('{{ $value | printf "%.4g" }}', value)
     return out
 
 
@@ -61,7 +61,7 @@ def _passes(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
 
 def test_the_rule_file_is_valid() -> None:
     result = subprocess.run([_promtool(), "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
-    assert result.returncode == 0 and "SUCCESS: 7 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 13 rules found" in result.stdout, result.stdout + result.stderr
 
 
 def test_drift_alerts_after_it_holds_once_per_version(tmp_path: Path) -> None:
@@ -156,4 +156,61 @@ def test_drift_evaluation_failing_only_without_a_success(tmp_path: Path, success
             _series(m.DRIFT_EVALUATIONS_TOTAL, successes, outcome="success"),
         ],
         "alert_rule_test": [{"eval_time": "20m", "alertname": rules.DRIFT_EVALUATION_FAILING_ALERT, "exp_alerts": alerts}],
+    }])
+
+
+def test_quality_drop_on_live_accuracy_below_the_threshold(tmp_path: Path) -> None:
+    """60 % live accuracy against a threshold of 0.8 alerts after 10 minutes; 90 % does not, nor
+    does a version with fewer labelled predictions than minLabels in the window."""
+    good = {**SERVED, "version": "2", "variant": "champion"}
+    few = {**SERVED, "version": "4", "variant": "challenger"}
+    labelled = m.LABELLED_PREDICTIONS_TOTAL
+    series = []
+    for served, pod, correct, incorrect in ((SERVED, "a", "0+6x40", "0+4x40"), (good, "b", "0+9x40", "0+1x40"), (few, "c", "0+0x40", "0+1x40")):
+        series += [
+            _series(labelled, correct, pod=pod, served=served, outcome="correct", **{"class": "Introvert"}),
+            _series(labelled, incorrect, pod=pod, served=served, outcome="incorrect", **{"class": "Extrovert"}),
+            _series(m.QUALITY_THRESHOLD, "0.8x40", pod=pod, served=served, metric="accuracy"),
+            _series(m.QUALITY_MIN_LABELS, "20x40", pod=pod, served=served),
+        ]
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            {"expr": f'round({m.RECORD_LIVE_ACCURACY}{{version="3"}} * 1000)', "eval_time": "15m", "exp_samples": [{"labels": _selector("", SERVED), "value": 600}]},
+            {"expr": f'round({m.RECORD_LABELLED_BY_OUTCOME}{{version="2", outcome="incorrect"}})', "eval_time": "15m", "exp_samples": [{"labels": _selector("", {**good, "outcome": "incorrect"}), "value": 15}]},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "8m", "alertname": rules.QUALITY_DROP_ALERT, "exp_alerts": []},  # pending: not yet 10m
+            {"eval_time": "15m", "alertname": rules.QUALITY_DROP_ALERT, "exp_alerts": [
+                {"exp_labels": {**ALERT_LABELS, **SERVED, "metric": "accuracy"}, "exp_annotations": _annotations(rules.QUALITY_DROP_ALERT, "0.6", {**SERVED, "metric": "accuracy"})},
+            ]},
+        ],
+    }])
+
+
+def test_quality_drop_on_live_mae_above_the_threshold(tmp_path: Path) -> None:
+    """MAE 60 against a threshold of 50 alerts; the same errors give RMSE 63.2, under a 70 threshold."""
+    rmse_ok = {**SERVED, "version": "5"}
+    series = []
+    for served, pod, metric, threshold in ((SERVED, "a", "mae", "50x40"), (rmse_ok, "b", "rmse", "70x40")):
+        series += [
+            _series(f"{m.PREDICTION_ABSOLUTE_ERROR}_sum", "0+600x40", pod=pod, served=served),
+            _series(f"{m.PREDICTION_ABSOLUTE_ERROR}_count", "0+10x40", pod=pod, served=served),
+            _series(m.PREDICTION_SQUARED_ERROR_TOTAL, "0+40000x40", pod=pod, served=served),
+            _series(m.QUALITY_THRESHOLD, threshold, pod=pod, served=served, metric=metric),
+            _series(m.QUALITY_MIN_LABELS, "20x40", pod=pod, served=served),
+        ]
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            {"expr": f'round({m.RECORD_LIVE_MAE}{{version="3"}})', "eval_time": "15m", "exp_samples": [{"labels": _selector("", SERVED), "value": 60}]},
+            {"expr": f'round({m.RECORD_LIVE_RMSE}{{version="5"}} * 10)', "eval_time": "15m", "exp_samples": [{"labels": _selector("", rmse_ok), "value": 632}]},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "15m", "alertname": rules.QUALITY_DROP_ALERT, "exp_alerts": [
+                {"exp_labels": {**ALERT_LABELS, **SERVED, "metric": "mae"}, "exp_annotations": _annotations(rules.QUALITY_DROP_ALERT, "60", {**SERVED, "metric": "mae"})},
+            ]},
+        ],
     }])

@@ -2,8 +2,10 @@
 :mod:`modelship.monitoring.metrics` so a renamed metric cannot leave a rule behind.
 
 Recording rules give every served version its request rate, error ratio and p95 latency (what
-a canary analysis compares); alerts cover drift (``ModelshipDataDrift``, the one that triggers a
-retraining when the ModelDeployment asks for it), a model that does not become ready, errors,
+a canary analysis compares) and its live quality from ground-truth feedback (accuracy, MAE,
+RMSE and the labelled counts an A/B test compares); alerts cover drift (``ModelshipDataDrift``, the one that triggers a
+retraining when the ModelDeployment asks for it), live quality past the spec's threshold
+(``ModelshipQualityDrop``), a model that does not become ready, errors,
 and a drift evaluator that keeps failing. Every series is kept per ``namespace``, ``model``,
 ``version`` and ``variant``: ``namespace`` is the target label Prometheus adds when it scrapes a
 pod, the rest come from the model server.
@@ -28,6 +30,7 @@ DRIFT_ALERT = "ModelshipDataDrift"
 NOT_READY_ALERT = "ModelshipModelNotReady"
 ERROR_RATE_ALERT = "ModelshipHighErrorRate"
 DRIFT_EVALUATION_FAILING_ALERT = "ModelshipDriftEvaluationFailing"
+QUALITY_DROP_ALERT = "ModelshipQualityDrop"
 
 #: How long the drift gauge must stay at 1 before the alert fires: one drifted evaluation of a
 #: small window is not a reason to retrain.
@@ -35,6 +38,8 @@ DRIFT_FOR = "5m"
 NOT_READY_FOR = "10m"
 ERROR_RATIO_THRESHOLD = 0.05
 ERROR_RATE_FOR = "5m"
+#: How long live quality must stay past the threshold: a handful of unlucky labels is noise.
+QUALITY_DROP_FOR = "10m"
 
 #: The labels every rule keeps.
 SERIES = ("namespace", *m.LABELS)
@@ -51,6 +56,40 @@ def recording_rules() -> list[dict[str, Any]]:
         {"record": m.RECORD_ERROR_RATIO, "expr": f"{errors} / ({requests} > 0)"},
         {"record": m.RECORD_LATENCY_P95, "expr": f"histogram_quantile(0.95, sum by ({_BY}, le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket[1m])))"},
     ]
+
+
+def quality_recording_rules() -> list[dict[str, Any]]:
+    """Live quality from ground-truth feedback over :data:`metrics.QUALITY_WINDOW`, per version."""
+    window = m.QUALITY_WINDOW
+    labelled = f"sum by ({_BY}) (increase({m.LABELLED_PREDICTIONS_TOTAL}[{window}]))"
+    correct = f'sum by ({_BY}) (increase({m.LABELLED_PREDICTIONS_TOTAL}{{{m.LABEL_OUTCOME}="{m.OUTCOME_CORRECT}"}}[{window}]))'
+    errors = f"sum by ({_BY}) (increase({m.PREDICTION_ABSOLUTE_ERROR}_count[{window}]))"
+    return [
+        {"record": m.RECORD_LABELLED_COUNT, "expr": f"{labelled} or {errors}"},
+        {"record": m.RECORD_LABELLED_BY_OUTCOME, "expr": f"sum by ({_BY}, {m.LABEL_OUTCOME}) (increase({m.LABELLED_PREDICTIONS_TOTAL}[{window}]))"},
+        # No labels give no accuracy (not 0/0): an unlabelled version is neither good nor bad.
+        {"record": m.RECORD_LIVE_ACCURACY, "expr": f"{correct} / ({labelled} > 0)"},
+        {"record": m.RECORD_LIVE_MAE, "expr": f"sum by ({_BY}) (increase({m.PREDICTION_ABSOLUTE_ERROR}_sum[{window}])) / ({errors} > 0)"},
+        {"record": m.RECORD_LIVE_RMSE, "expr": f"sqrt(sum by ({_BY}) (increase({m.PREDICTION_SQUARED_ERROR_TOTAL}[{window}])) / ({errors} > 0))"},
+    ]
+
+
+def _quality_drop_expr() -> str:
+    """Live quality past the threshold the model server exports from its spec (one generic rule
+    for every ModelDeployment: no per-resource rules to keep in step with the specs), judged
+    only with at least ``minLabels`` labelled predictions in the window."""
+    on = f"on ({_BY})"
+
+    def threshold(metric: str) -> str:
+        return f'group_left ({m.LABEL_METRIC}) max by ({_BY}, {m.LABEL_METRIC}) ({m.QUALITY_THRESHOLD}{{{m.LABEL_METRIC}="{metric}"}})'
+
+    crossed = (
+        f"({m.RECORD_LIVE_ACCURACY} < {on} {threshold('accuracy')}) "
+        f"or ({m.RECORD_LIVE_MAE} > {on} {threshold('mae')}) "
+        f"or ({m.RECORD_LIVE_RMSE} > {on} {threshold('rmse')})"
+    )
+    enough = f"{m.RECORD_LABELLED_COUNT} >= {on} max by ({_BY}) ({m.QUALITY_MIN_LABELS})"
+    return f"({crossed}) and {on} ({enough})"
 
 
 def alerting_rules() -> list[dict[str, Any]]:
@@ -89,6 +128,20 @@ def alerting_rules() -> list[dict[str, Any]]:
             },
         },
         {
+            "alert": QUALITY_DROP_ALERT,
+            "expr": _quality_drop_expr(),
+            "for": QUALITY_DROP_FOR,
+            "labels": {"severity": "warning", "component": "model"},
+            "annotations": {
+                "summary": f"Live {{{{ $labels.{m.LABEL_METRIC} }}}} of {_WHO} is {{{{ $value | printf \"%.4g\" }}}}, past its threshold",
+                "description": (
+                    f"Ground-truth feedback over the last {m.QUALITY_WINDOW} puts the version's live {{{{ $labels.{m.LABEL_METRIC} }}}} past "
+                    f"spec.monitoring.feedback.qualityThreshold for {QUALITY_DROP_FOR} ({m.RECORD_LABELLED_COUNT} counts the labels behind it). "
+                    "The model got worse on today's data even if the inputs look alike."
+                ),
+            },
+        },
+        {
             "alert": DRIFT_EVALUATION_FAILING_ALERT,
             "expr": (
                 f'sum by ({_BY}) (increase({m.DRIFT_EVALUATIONS_TOTAL}{{{m.LABEL_OUTCOME}="error"}}[15m])) > 0 '
@@ -108,6 +161,7 @@ def rule_groups() -> dict[str, Any]:
     return {
         "groups": [
             {"name": "modelship.serving.records", "interval": "30s", "rules": recording_rules()},
+            {"name": "modelship.quality.records", "interval": "30s", "rules": quality_recording_rules()},
             {"name": "modelship.serving.alerts", "rules": alerting_rules()},
         ]
     }

@@ -14,7 +14,7 @@ import pytest
 
 from modelship.generated import GeneratedFile
 from modelship.monitoring import metrics
-from modelship.monitoring.dashboards import DASHBOARD_FILE, panel_queries, stat_queries
+from modelship.monitoring.dashboards import DASHBOARD_FILE, panel_queries, quality_panel_queries, stat_queries
 from modelship.monitoring.rules import RULES_FILE, RULES_OUTPUTS, rule_groups
 
 REPO = Path(__file__).resolve().parents[3]
@@ -35,7 +35,7 @@ def test_check_command_reports_a_stale_file(tmp_path: Path) -> None:
 
 def _exported() -> set[str]:
     names = {value for name, value in vars(metrics).items() if name.isupper() and isinstance(value, str) and value.startswith("modelship")}
-    histograms = {metrics.PREDICTION_LATENCY_SECONDS, metrics.BATCH_SIZE, metrics.PREDICTION_VALUE, metrics.DRIFT_EVALUATION_SECONDS}
+    histograms = {metrics.PREDICTION_LATENCY_SECONDS, metrics.BATCH_SIZE, metrics.PREDICTION_VALUE, metrics.DRIFT_EVALUATION_SECONDS, metrics.PREDICTION_ABSOLUTE_ERROR}
     return names | {f"{name}_{suffix}" for name in histograms for suffix in ("bucket", "sum", "count")}
 
 
@@ -50,7 +50,7 @@ def test_every_metric_a_rule_reads_exists() -> None:
 
 def test_every_metric_a_dashboard_reads_exists() -> None:
     committed = json.loads((REPO / DASHBOARD_FILE.outputs[0]).read_text())
-    expressions = [target["expr"] for panel in committed["panels"] for target in panel["targets"]]
-    assert len(expressions) == len(panel_queries()) + len(stat_queries())
+    expressions = [target["expr"] for panel in committed["panels"] for target in panel.get("targets", [])]
+    assert len(expressions) == len(panel_queries()) + len(stat_queries()) + len(quality_panel_queries())
     read = _read(expressions)
     assert read and read <= _exported(), read - _exported()
