@@ -206,6 +206,7 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
         {"name": names.ENV_MODEL_CACHE, "value": "/cache"},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
     ]
+    env += _prediction_store_env(resource, config)
     probe = {"httpGet": {"port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
     container = _container(
         SERVING_CONTAINER,
@@ -230,6 +231,17 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
     if serving.autoscaling is None:
         spec["replicas"] = 1 if serving.replicas is None else serving.replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(resource, name, labels), "spec": spec}
+
+
+def _prediction_store_env(resource: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The prediction store's DSN from the operator's Secret, never from the resource.
+
+    ``optional``: a missing Secret must not keep the model from serving; the server then runs
+    without a store and says so in its log (and ``POST /feedback`` answers 501)."""
+    if not resource.spec.monitoring.feedback.enabled or not config.prediction_store_secret:
+        return []
+    secret = {"name": config.prediction_store_secret, "key": names.PREDICTION_STORE_SECRET_KEY, "optional": True}
+    return [{"name": names.ENV_PREDICTION_STORE_DSN, "valueFrom": {"secretKeyRef": secret}}]
 
 
 def serving_service(resource: ModelDeployment, version: str, variant: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from modelship.api import names
+
 
 def _labels(text: str | None) -> dict[str, str]:
     if not text:
@@ -42,6 +44,9 @@ class OperatorConfig:
     #: Seconds between two full resyncs of every ModelDeployment (events do the rest).
     resync_interval: float = 300.0
     workers: int = 4
+    #: Secret (in each ModelDeployment's namespace) whose key ``dsn`` is the PostgreSQL DSN of the
+    #: prediction store; serving pods of a spec with monitoring.feedback.enabled get it as env.
+    prediction_store_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -64,4 +69,5 @@ class OperatorConfig:
             http_port=int(env.get("MODELSHIP_HTTP_PORT", cls.http_port)),
             resync_interval=float(env.get("MODELSHIP_RESYNC_INTERVAL", cls.resync_interval)),
             workers=int(env.get("MODELSHIP_WORKERS", cls.workers)),
+            prediction_store_secret=env.get(names.ENV_PREDICTION_STORE_SECRET) or None,
         )

@@ -89,6 +89,31 @@ def test_serving_deployment_and_service_select_one_version():
     assert hpa["spec"]["maxReplicas"] == 4 and hpa["spec"]["scaleTargetRef"]["name"] == "california-housing-v7"
 
 
+@pytest.mark.parametrize(
+    "enabled, secret, expected",
+    [
+        (True, "prediction-store", [{"name": "MODELSHIP_PREDICTION_STORE_DSN", "valueFrom": {"secretKeyRef": {"name": "prediction-store", "key": "dsn", "optional": True}}}]),
+        (True, None, []),  # no Secret configured: the server runs without a store and logs why
+        (False, "prediction-store", []),
+    ],
+)
+def test_serving_pods_get_the_prediction_store_dsn_from_the_secret_only(enabled, secret, expected):
+    md = resource(lambda r: r["spec"]["monitoring"].update(feedback={"enabled": enabled, "retention": "48h"}))
+    config = OperatorConfig(mlflow_tracking_uri="http://mlflow:5000", prediction_store_secret=secret)
+    deployment = builders.serving_deployment(md, config, "7", "champion")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == "MODELSHIP_PREDICTION_STORE_DSN"] == expected
+    # The spec the server reads carries the feedback settings, never a DSN.
+    spec = json.loads(next(e["value"] for e in env if e["name"] == "MODELSHIP_SPEC"))
+    assert spec["monitoring"]["feedback"]["enabled"] is enabled and spec["monitoring"]["feedback"]["retention"] == "48h"
+    assert "postgres" not in json.dumps(deployment)
+
+
+def test_operator_config_reads_the_prediction_store_secret():
+    assert OperatorConfig.from_env({"MODELSHIP_PREDICTION_STORE_SECRET": "store"}).prediction_store_secret == "store"
+    assert OperatorConfig.from_env({}).prediction_store_secret is None
+
+
 def test_fixed_replicas_and_no_hpa():
     md = resource(lambda r: r["spec"]["serving"].pop("autoscaling") and r["spec"]["serving"].update(replicas=2))
     assert builders.serving_deployment(md, CONFIG, "1", "champion")["spec"]["replicas"] == 2
