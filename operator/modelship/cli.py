@@ -101,7 +101,9 @@ def _register_components() -> None:
     from modelship.serving.cli import serve
     from modelship.training.cli import train
     from modelship.local import run
+    from modelship.serving.export import predictions
 
+    app.add_typer(predictions, name="predictions")
     app.command(help=train.__doc__)(train)
     app.command(help=serve.__doc__)(serve)
     app.command(help=run.__doc__)(run)

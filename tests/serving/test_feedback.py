@@ -142,6 +142,38 @@ def test_classification_accuracy_in_metrics_matches_the_labels(personality: serv
     assert feedback[0][0] == 40
 
 
+def test_export_joins_predictions_and_feedback(personality: servingkit.Server, postgres: PostgresServer, tmp_path: Any) -> None:
+    """``modelship predictions export`` (after the accuracy test's 40 labels): CSV with the
+    features, the prediction and the label; Parquet of the labelled rows with --target."""
+    import os
+    import subprocess
+
+    env = {**servingkit.base_env(), "STORE_DSN": postgres.dsn}
+    every = tmp_path / "all.csv"
+    done = subprocess.run([servingkit.MODELSHIP, "predictions", "export", "--model", "personality", "--dsn-env", "STORE_DSN", "-o", str(every)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(every)
+    stored = postgres.query("SELECT count(*), count(f.record_id) FROM modelship_predictions p LEFT JOIN modelship_feedback f USING (model, record_id) WHERE model = 'personality'")[0]
+    assert len(frame) == stored[0] and frame["label"].notna().sum() == stored[1] >= 40
+    assert {"Time_spent_Alone", "prediction", "label", "record_id", "version"} <= set(frame.columns)
+
+    labelled = tmp_path / "labelled.parquet"
+    done = subprocess.run(
+        [servingkit.MODELSHIP, "predictions", "export", "--model", "personality", "--dsn-env", "STORE_DSN", "-o", str(labelled), "--format", "parquet", "--labelled-only", "--target", "Personality"],
+        env=env, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    table = pd.read_parquet(labelled)
+    assert len(table) == stored[1] and set(table["Personality"]) <= {"Extrovert", "Introvert"} and "label" not in table.columns
+    # Predictions and truth joined row by row, as the feedback API judged them.
+    truth = dict(postgres.query("SELECT record_id, label FROM modelship_feedback WHERE model = 'personality'"))
+    assert all(truth[rid] == label for rid, label in zip(table["record_id"], table["Personality"], strict=True))
+
+    missing = subprocess.run([servingkit.MODELSHIP, "predictions", "export", "--model", "personality", "-o", str(every)], env={k: v for k, v in env.items() if k != "MODELSHIP_PREDICTION_STORE_DSN"}, capture_output=True, text=True)
+    assert missing.returncode == 2 and "MODELSHIP_PREDICTION_STORE_DSN is not set" in missing.stderr
+    assert os.path.exists(every)
+
+
 def test_unknown_ids_and_bad_labels_are_refused(personality: servingkit.Server, postgres: PostgresServer) -> None:
     rid = personality.client.post("/predict", json=_personality_rows(1, seed=9)[0]).json()["requestId"]
     unknown = personality.client.post("/feedback", json=[{"requestId": rid, "label": "Introvert"}, {"requestId": "never-predicted", "label": "Introvert"}])
