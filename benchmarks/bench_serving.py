@@ -13,7 +13,10 @@
 4. Holds concurrency 32 on the model server for ``--soak`` seconds in 10 s slices and prints each
    slice's p99 and the worker's RSS: a per-request leak (BentoML's request timeout once left a
    timer per request on the loop) shows as a p99 and an RSS that climb slice after slice.
-5. Times one drift evaluation (5,000 rows × 9 features, Evidently) and the server at
+5. With the prediction store on (a real PostgreSQL, ``initdb`` in a temporary directory on
+   127.0.0.1): the server at concurrency 32 with the store off vs on, interleaved, and the rows
+   the store wrote per second (``--store-only`` runs just this part).
+6. Times one drift evaluation (5,000 rows × 9 features, Evidently) and the server at
    concurrency 32 with drift on (5,000-row window, evaluated every 2 s, in the default child
    process and, for comparison, in a thread of the server) vs off.
 
@@ -42,7 +45,7 @@ sys.path[:0] = [str(REPO / "tests" / "serving"), str(REPO / "tests" / "support")
 
 import pandas as pd  # noqa: E402
 import servingkit  # noqa: E402
-from servers import wait_http  # noqa: E402
+from servers import PostgresServer, wait_http  # noqa: E402
 from servingkit import HOUSING_RECORD  # noqa: E402
 
 TREES, DEPTH = 600, 7
@@ -174,6 +177,85 @@ def row(name: str, figures: dict[str, float]) -> str:
     return f"| {name} | {figures['rps']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} |{extra}"
 
 
+def plain_comparison(stack: contextlib.ExitStack, workdir: Path, server: Any, measure: Any, batched: dict[str, list[float]], body: str, args: Any) -> None:
+    """The model server vs the plain FastAPI app, interleaved rounds at concurrency 1 and 32."""
+    cache_model = next((workdir / "cache").glob("*/*/model"))
+    port = servingkit.free_port()
+    plain = subprocess.Popen([sys.executable, __file__, "--plain-app", str(cache_model), str(port)], env=servingkit.base_env(), start_new_session=True)
+    stack.callback(servingkit.stop_process, plain)
+    wait_http(f"http://127.0.0.1:{port}/health", 120, plain)
+    load(f"http://127.0.0.1:{port}/predict", 4, 2, body)  # warm up
+    # Interleaved rounds: the machine is shared, so both servers see the same background load.
+    for _ in range(args.rounds):
+        for concurrency in (1, 32):
+            measure(f"modelship c={concurrency}", f"{server.url}/predict", concurrency, server)
+            measure(f"plain FastAPI c={concurrency}", f"http://127.0.0.1:{port}/predict", concurrency)
+    for name, (rows, calls) in batched.items():
+        print(f"{name}: mean rows per model call {rows / max(calls, 1):.1f}", flush=True)
+    servingkit.stop_process(plain, 20)
+
+
+STORE_OFF = "modelship c=32 store off"
+STORE_ON = "modelship c=32 store on"
+
+
+def store_comparison(stack: contextlib.ExitStack, workdir: Path, version: str, tracking_uri: str, server: Any, off: dict[str, Any], measure: Any, args: Any) -> None:
+    """The same server with the prediction store off and on (a real PostgreSQL), interleaved."""
+    from modelship.api.names import ENV_PREDICTION_STORE_DSN
+
+    postgres = PostgresServer().start()
+    stack.callback(postgres.remove)
+    spec = {**off, "monitoring": {**off["monitoring"], "feedback": {"enabled": True}}}
+    stored = stack.enter_context(servingkit.serve(workdir / "serve-store", "housing-bench", version, tracking_uri, workdir / "cache", spec=spec, extra_env={ENV_PREDICTION_STORE_DSN: postgres.dsn}))
+    stored.wait_ready(timeout=300)
+    load(f"{stored.url}/predict", 4, 2, json.dumps(HOUSING_RECORD))  # warm up
+
+    def store_counts() -> tuple[float, float]:
+        samples = servingkit.parse_metrics(stored.metrics())
+        return (servingkit.metric(samples, "modelship_prediction_store_written_total") or 0.0, servingkit.metric(samples, "modelship_prediction_store_dropped_total") or 0.0)
+
+    for _ in range(args.rounds):
+        measure(STORE_OFF, f"{server.url}/predict", 32)
+        written, dropped = store_counts()
+        started = time.perf_counter()
+        measure(STORE_ON, f"{stored.url}/predict", 32)
+        time.sleep(1)  # the writer's last batch
+        elapsed = time.perf_counter() - started
+        written_after, dropped_after = store_counts()
+        print(f"  store: {(written_after - written) / elapsed:.0f} rows written/s over the run, {dropped_after - dropped:.0f} dropped", flush=True)
+    rows = postgres.query("SELECT count(*) FROM modelship_predictions")[0][0]
+    print(f"prediction store: {rows} rows in PostgreSQL", flush=True)
+    writer_capacity(postgres)
+
+
+def writer_capacity(postgres: PostgresServer, rows: int = 100_000) -> None:
+    """What the store's writer sustains alone, whatever the HTTP load: ``rows`` housing records
+    recorded 32 at a time, then flushed; the request path's cost (``record``) and the writer's
+    CPU time per row (encoding, psycopg, the event loop), and rows written per second."""
+    from modelship.serving.store import PredictionStore, StoreSettings
+
+    async def run() -> tuple[float, float, float]:
+        store = PredictionStore(StoreSettings(dsn=postgres.dsn, model="capacity", buffer_rows=rows + 64))
+        store.start()
+        await store.flush()
+        batch = [(f"r{i}", f"r{i}", time.time(), "1", "champion", dict(HOUSING_RECORD), 452600.0, None) for i in range(32)]
+        cpu, wall = time.process_time(), time.perf_counter()
+        for start in range(0, rows, 32):
+            store.record([(f"{start}-{i}", *row[1:]) for i, row in enumerate(batch)])
+        record_seconds = time.perf_counter() - wall
+        await store.flush(timeout=600)
+        elapsed, cpu_used = time.perf_counter() - wall, time.process_time() - cpu
+        await store.close()
+        return record_seconds, elapsed, cpu_used
+
+    record_seconds, elapsed, cpu_used = asyncio.run(run())
+    print(
+        f"prediction store writer alone: {rows} rows in {elapsed:.1f}s = {rows / elapsed:,.0f} rows written/s; "
+        f"record() {record_seconds / rows * 1e6:.2f} us/row on the request path; server-process CPU {cpu_used / rows * 1e6:.1f} us/row; load {loadavg()}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=12, help="Seconds per load run.")
@@ -181,6 +263,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds; medians are reported.")
     parser.add_argument("--skip-drift", action="store_true", help="Skip the drift on/off comparison.")
     parser.add_argument("--soak", type=int, default=60, help="Seconds of sustained concurrency 32 (10 s slices; 0 skips).")
+    parser.add_argument("--skip-store", action="store_true", help="Skip the prediction store on/off comparison.")
+    parser.add_argument("--store-only", action="store_true", help="Only the prediction store on/off comparison.")
     args = parser.parse_args()
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
@@ -215,32 +299,24 @@ def main() -> None:
         server.wait_ready(timeout=300)
         info = server.client.get("/model").json()
         print(f"model server ready: predictor {info['predictor']}, batching {info['batching']}", flush=True)
-        cache_model = next((workdir / "cache").glob("*/*/model"))
-        port = servingkit.free_port()
-        plain = subprocess.Popen([sys.executable, __file__, "--plain-app", str(cache_model), str(port)], env=servingkit.base_env(), start_new_session=True)
-        stack.callback(servingkit.stop_process, plain)
-        wait_http(f"http://127.0.0.1:{port}/health", 120, plain)
-        for url in (f"{server.url}/predict", f"http://127.0.0.1:{port}/predict"):
-            load(url, 4, 2, body)  # warm up both
-        # Interleaved rounds: the machine is shared, so both servers see the same background load.
-        for _ in range(args.rounds):
-            for concurrency in (1, 32):
-                measure(f"modelship c={concurrency}", f"{server.url}/predict", concurrency, server)
-                measure(f"plain FastAPI c={concurrency}", f"http://127.0.0.1:{port}/predict", concurrency)
-        for name, (rows, calls) in batched.items():
-            print(f"{name}: mean rows per model call {rows / max(calls, 1):.1f}", flush=True)
-        servingkit.stop_process(plain, 20)
+        load(f"{server.url}/predict", 4, 2, body)  # warm up
+        if not args.store_only:
+            plain_comparison(stack, workdir, server, measure, batched, body, args)
 
-        if args.soak:
+        if not args.skip_store:
+            store_comparison(stack, workdir, result["version"], tracking_uri, server, off, measure, args)
+
+        if args.soak and not args.store_only:
             print(f"sustained concurrency 32 for {args.soak}s, 10 s slices (p99 and worker RSS should stay flat):", flush=True)
             for index in range(max(1, args.soak // 10)):
                 figures = load(f"{server.url}/predict", 32, 10, body)
                 print(f"| slice {index + 1} | {figures['rps']:.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} | worker RSS {worker_rss_mib(server.process.pid):.0f} MiB |  load {loadavg()}", flush=True)
 
-        first, warm = drift_cost(next((workdir / "cache").glob("*/*/reference.parquet")), ["ocean_proximity"])
-        print(f"drift evaluation, 5,000 rows x 9 features, in-process: {first:.2f}s first, {warm:.2f}s warm", flush=True)
+        if not args.store_only:
+            first, warm = drift_cost(next((workdir / "cache").glob("*/*/reference.parquet")), ["ocean_proximity"])
+            print(f"drift evaluation, 5,000 rows x 9 features, in-process: {first:.2f}s first, {warm:.2f}s warm", flush=True)
 
-        if not args.skip_drift:
+        if not args.skip_drift and not args.store_only:
             sample = pd.read_csv(servingkit.HOUSING_CSV).drop(columns=["median_house_value"]).dropna().sample(5000, random_state=3)
             drifting = {}
             for executor in ("process", "thread"):
@@ -269,8 +345,13 @@ def main() -> None:
     medians = {name: {key: statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99", "non2xx")} for name, results in runs.items()}
     for name, figures in medians.items():
         print(row(name, figures))
-    ratio = medians["modelship c=32"]["rps"] / medians["plain FastAPI c=32"]["rps"]
-    print(f"\nmodelship / plain requests/s at concurrency 32: {ratio:.1f}x; load average at the end {loadavg()}")
+    if "plain FastAPI c=32" in medians:
+        ratio = medians["modelship c=32"]["rps"] / medians["plain FastAPI c=32"]["rps"]
+        print(f"\nmodelship / plain requests/s at concurrency 32: {ratio:.1f}x")
+    if STORE_ON in medians:
+        on, off = medians[STORE_ON], medians[STORE_OFF]
+        print(f"\nprediction store on / off at concurrency 32: requests/s {on['rps'] / off['rps']:.0%} (target >= 90%), p99 {on['p99'] / off['p99'] - 1:+.0%} (target <= +10%)")
+    print(f"load average at the end {loadavg()}")
 
 
 if __name__ == "__main__":
