@@ -223,6 +223,9 @@ def test_postgres_outage_under_load(housing: servingkit.Server, postgres: Postgr
         wait_until("dropped records", lambda: metric(parse_metrics(housing.metrics()), names.PREDICTION_STORE_DROPPED_TOTAL, model="housing"), timeout=60)
         time.sleep(3)
         assert metric(parse_metrics(housing.metrics()), names.PREDICTION_STORE_CONNECTED, model="housing") == 0
+        # Feedback needs the database: it says so (predictions are unaffected).
+        refused = housing.client.post("/feedback", json={"requestId": "house-1", "value": 1.0})
+        assert refused.status_code == 503 and refused.json()["error"] == "store_unavailable", refused.text
         marks["restart"] = time.monotonic()
         postgres.start()
         marks["up"] = time.monotonic()

@@ -4,6 +4,8 @@ retention, idempotent writes, the bounded buffer with no database at all."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -83,3 +85,48 @@ def test_no_database_drops_beyond_the_buffer_and_never_blocks() -> None:
     elapsed = asyncio.run(run())
     assert sum(dropped) == 100 and connected[:1] == [False]
     assert elapsed < 5  # generous: recording is an append, whatever the database does
+
+
+def _signal_all(postmaster: int, sig: int) -> None:
+    """The postmaster and every backend (each runs in its own session, so not killpg)."""
+    import psutil
+
+    for process in [psutil.Process(postmaster), *psutil.Process(postmaster).children(recursive=True)]:
+        os.kill(process.pid, sig)
+
+
+def test_a_hung_database_times_out_and_writing_resumes(postgres: PostgresServer) -> None:
+    """PostgreSQL frozen (SIGSTOP: connections open, nothing answers) is the slow case: records
+    keep being accepted without waiting, the overflow is dropped and counted, and once it thaws
+    the writer reconnects and writes what the buffer kept."""
+    settings = StoreSettings(dsn=postgres.dsn, model="hung", buffer_rows=200, batch_rows=50, flush_seconds=0.02, write_timeout_seconds=1.0, connect_timeout_seconds=1, retry_max_seconds=1.0)
+    dropped: list[int] = []
+    connected: list[bool] = []
+    assert postgres.process is not None
+
+    async def run() -> tuple[float, int]:
+        store = PredictionStore(settings, on_dropped=dropped.append, on_connected=connected.append)
+        store.start()
+        store.record([_row("before")])
+        await store.flush()
+        _signal_all(postgres.process.pid, signal.SIGSTOP)
+        try:
+            slowest = 0.0
+            for i in range(100):
+                started = time.perf_counter()
+                store.record([_row(f"frozen-{i}-{j}") for j in range(4)])
+                slowest = max(slowest, time.perf_counter() - started)
+                await asyncio.sleep(0.03)
+        finally:
+            _signal_all(postgres.process.pid, signal.SIGCONT)
+        await store.flush(timeout=30)
+        written = store.written
+        await store.close()
+        return slowest, written
+
+    slowest, written = asyncio.run(run())
+    assert sum(dropped) > 0 and False in connected and connected[-1] is True
+    assert written + sum(dropped) == 401  # every record is either written or counted as dropped
+    stored = postgres.query("SELECT count(*) FROM modelship_predictions WHERE model = 'hung'")[0][0]
+    assert stored == written
+    print(f"\nslowest record() while the database was frozen: {slowest * 1e6:.0f} us; {sum(dropped)} dropped, {written} written")
