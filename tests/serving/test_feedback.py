@@ -81,6 +81,9 @@ def test_predictions_land_in_the_store(housing: servingkit.Server, postgres: Pos
     samples = parse_metrics(housing.metrics())
     assert metric(samples, names.PREDICTION_STORE_WRITTEN_TOTAL, model="housing") >= 3
     assert metric(samples, names.PREDICTION_STORE_CONNECTED, model="housing") == 1
+    described = housing.client.get("/model").json()
+    assert described["predictionStore"]["enabled"] and described["predictionStore"]["written"] >= 3
+    assert described["feedback"]["retention"] == "24h" and "dsn" not in str(described).lower()
 
 
 def test_regression_feedback_gives_the_absolute_error_once(housing: servingkit.Server, housing_model: dict[str, Any]) -> None:

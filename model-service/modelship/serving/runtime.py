@@ -282,6 +282,11 @@ class ModelRuntime:
             }
         if self.drift is not None:
             info["driftWindowRows"] = len(self.drift.window)
+        info["feedback"] = self.settings.monitoring.feedback.to_wire()
+        store = self.store
+        info["predictionStore"] = {"enabled": store is not None} | (
+            {"buffered": store.buffered, "written": store.written, "dropped": store.dropped} if store is not None else {}
+        )
         headers = {VARIANT_HEADER: self.settings.variant}
         if self.model.artifacts is not None:
             headers[VERSION_HEADER] = self.model.artifacts.version

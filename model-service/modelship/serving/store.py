@@ -27,7 +27,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelship.serving.errors import StoreUnavailable
@@ -92,7 +92,7 @@ EXPIRE_CHUNK = 10_000
 
 @dataclass(frozen=True)
 class StoreSettings:
-    dsn: str
+    dsn: str = field(repr=False)  #: holds a password: never printed
     model: str
     retention_seconds: float = 30 * 24 * 3600.0
     buffer_rows: int = 20_000  #: records held in memory while the database is slow or down
