@@ -195,6 +195,19 @@ def test_unknown_ids_and_bad_labels_are_refused(personality: servingkit.Server, 
     assert personality.client.post("/feedback", content=b"{not json").status_code == 400
 
 
+def test_schemathesis_finds_no_server_error_in_feedback(personality: servingkit.Server) -> None:
+    """Generated bodies for POST /feedback (from the OpenAPI document) never get a 5xx."""
+    import subprocess
+
+    command = [
+        str(servingkit.BIN / "schemathesis"), "run", f"{personality.url}/docs.json", "--url", personality.url,
+        "--include-path", "/feedback", "--checks", "not_a_server_error", "--max-examples", "60", "--no-color",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=servingkit.base_env())
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "1 selected" in done.stdout, done.stdout[-3000:]
+
+
 def _load(server: servingkit.Server, stop: threading.Event, latencies: list[tuple[float, float, int]]) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         while not stop.is_set():

@@ -88,7 +88,7 @@ STATUS: dict[type[ServingError], int] = {
     ModelNotReady: 503,
     ModelLoadError: 503,
     UnknownPrediction: 404,
-    FeedbackDisabled: 501,
+    FeedbackDisabled: 404,
     StoreUnavailable: 503,
     PredictionError: 500,
     ServingError: 500,

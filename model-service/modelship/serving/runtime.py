@@ -75,7 +75,7 @@ class ModelRuntime:
         if settings.monitoring.feedback.enabled and not settings.store_dsn:
             from modelship.api.names import ENV_PREDICTION_STORE_DSN
 
-            log.warning("monitoring.feedback is enabled but %s is not set: no prediction store, POST /feedback answers 501", ENV_PREDICTION_STORE_DSN)
+            log.warning("monitoring.feedback is enabled but %s is not set: no prediction store, POST /feedback answers 404 feedback_disabled", ENV_PREDICTION_STORE_DSN)
         if settings.store_enabled:
             from modelship.serving.store import PredictionStore, StoreSettings
 

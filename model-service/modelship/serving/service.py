@@ -139,10 +139,9 @@ _FEEDBACK: dict[str, Any] = {
 _FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Stored; feedback for a prediction that already had some is reported as a duplicate and not counted again."},
     400: _ERRORS[400],
-    404: {"description": "A requestId names no stored prediction (`detail` lists each); nothing was recorded.", "content": {"application/json": {"schema": _ERROR}}},
+    404: {"description": "A requestId names no stored prediction (`unknown_request_id`, `detail` lists each; nothing was recorded), or this model has no prediction store (`feedback_disabled`).", "content": {"application/json": {"schema": _ERROR}}},
     413: {"description": "More than 10000 items.", "content": {"application/json": {"schema": _ERROR}}},
     422: {"description": "A label of the wrong type or an unknown class, a missing value: `detail` lists every one.", "content": {"application/json": {"schema": _ERROR}}},
-    501: {"description": "This model has no prediction store (spec.monitoring.feedback).", "content": {"application/json": {"schema": _ERROR}}},
     503: {"description": "The model is loading, or the prediction store's database does not answer.", "content": {"application/json": {"schema": _ERROR}}},
 }
 
