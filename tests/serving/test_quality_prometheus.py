@@ -25,6 +25,7 @@ from servingkit import HOUSING_RECORD
 from modelship.api.names import ENV_PREDICTION_STORE_DSN
 from modelship.monitoring import dashboards, rules
 from modelship.monitoring import metrics as names
+from modelship.monitoring.significance import accuracy_from_vectors, accuracy_queries, error_queries, errors_from_vectors
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +104,13 @@ def test_wrong_labels_raise_the_quality_alert(stack: dict[str, Any], personality
     mae = wait_until("live MAE", lambda: prometheus.query(f"{names.RECORD_LIVE_MAE} > 0"))
     assert float(mae[0]["value"][1]) == pytest.approx(100.0, abs=0.01) and mae[0]["metric"]["version"] == housing_model["version"]
     assert len(quality_alerts()) == 1, "the regressor's MAE is under its threshold"
+
+    # The A/B significance inputs, from the same real Prometheus.
+    accuracy = accuracy_from_vectors(prometheus.query(accuracy_queries("team-q", personality_model["name"])["byOutcome"]))
+    assert accuracy["champion"].labelled == pytest.approx(30) and accuracy["champion"].correct == pytest.approx(5)
+    queries = error_queries("team-q", housing_model["name"])
+    errors = errors_from_vectors(*(prometheus.query(queries[key]) for key in ("count", "sum", "squares")))
+    assert errors["canary"].mean == pytest.approx(100.0, abs=0.01) and errors["canary"].variance == pytest.approx(0.0, abs=1.0)
 
 
 def test_every_quality_panel_answers(stack: dict[str, Any]) -> None:

@@ -111,8 +111,9 @@ QUALITY_WINDOW = "1h"
 RECORD_LIVE_ACCURACY = "modelship:labelled_predictions:accuracy1h"
 #: Labelled predictions (both tasks) over :data:`QUALITY_WINDOW`.
 RECORD_LABELLED_COUNT = "modelship:labelled_predictions:increase1h"
-#: Labelled predictions (classification) over :data:`QUALITY_WINDOW`, by ``outcome``: the
-#: per-variant counts an A/B two-proportion test reads.
+#: Labelled predictions (classification) over :data:`QUALITY_WINDOW`, by ``outcome`` (for
+#: people: ``increase()`` extrapolates while a series is younger than the window; the A/B test
+#: in :mod:`modelship.monitoring.significance` reads exact window deltas instead).
 RECORD_LABELLED_BY_OUTCOME = "modelship:labelled_predictions:increase1h_by_outcome"
 #: Live mean absolute error (regression) over :data:`QUALITY_WINDOW`.
 RECORD_LIVE_MAE = "modelship:prediction_absolute_error:mae1h"

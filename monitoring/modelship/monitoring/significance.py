@@ -3,22 +3,23 @@ variants real, or noise of too few labels? Pure functions over plain numbers (st
 only, so the operator can call them without SciPy), and the PromQL that feeds them.
 
 * Accuracy (classification): two-proportion z-test, pooled, two-sided, on correct / labelled
-  predictions per variant (:data:`metrics.RECORD_LABELLED_BY_OUTCOME`).
+  predictions per variant (:data:`metrics.LABELLED_PREDICTIONS_TOTAL`).
 * Error (regression): Welch's t-test, two-sided, on the absolute errors per variant, from their
   count, sum and sum of squares (the absolute-error histogram's ``_count`` and ``_sum`` and
   :data:`metrics.PREDICTION_SQUARED_ERROR_TOTAL`; ``|e|² = e²``).
 
-For the rollout's A/B status: query :func:`accuracy_queries` / :func:`error_queries`, turn the
-vectors into per-variant numbers with :func:`accuracy_from_vectors` /
-:func:`errors_from_vectors`, and call :func:`compare_accuracy` / :func:`compare_errors`; the
-:class:`Comparison` says which variant is better, by how much, on how many labels, and whether
-that is significant at ``alpha``.
+For the rollout's A/B status: :func:`compare_variants` with a function that runs an instant
+PromQL query (or the steps it takes: :func:`accuracy_queries` / :func:`error_queries`, then
+:func:`accuracy_from_vectors` / :func:`errors_from_vectors`, then :func:`compare_accuracy` /
+:func:`compare_errors`). The :class:`Comparison` says which variant is better, by how much, on
+how many labels, and whether that is significant at ``alpha`` (``to_wire()`` for a status).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from modelship.monitoring import metrics as m
@@ -172,18 +173,28 @@ def _selector(namespace: str, model: str) -> str:
     return f'namespace="{namespace}", {m.LABEL_MODEL}="{model}"'
 
 
-def accuracy_queries(namespace: str, model: str) -> dict[str, str]:
-    """Per-variant labelled predictions by outcome over the quality window (a recording rule)."""
-    return {"byOutcome": f"sum by ({m.LABEL_VARIANT}, {m.LABEL_OUTCOME}) ({m.RECORD_LABELLED_BY_OUTCOME}{{{_selector(namespace, model)}}})"}
+def _window_delta(series: str, window: str) -> str:
+    """How much each counter series grew within ``window``, WITHOUT ``increase()``'s
+    extrapolation: that scales the counts up when a series is younger than the window (a fresh
+    A/B test), which would make the test overconfident. The servers create their counters at 0,
+    so a young series' growth is exact; a counter reset inside the window undercounts (fewer
+    labels: the test only gets more cautious)."""
+    return f"(max_over_time({series}[{window}]) - min_over_time({series}[{window}]))"
+
+
+def accuracy_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW) -> dict[str, str]:
+    """Per-variant labelled predictions by outcome over ``window``."""
+    series = f"{m.LABELLED_PREDICTIONS_TOTAL}{{{_selector(namespace, model)}}}"
+    return {"byOutcome": f"sum by ({m.LABEL_VARIANT}, {m.LABEL_OUTCOME}) {_window_delta(series, window)}"}
 
 
 def error_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW) -> dict[str, str]:
     """Per-variant count, sum and sum of squares of the absolute error over ``window``."""
     selector = _selector(namespace, model)
     return {
-        "count": f"sum by ({m.LABEL_VARIANT}) (increase({m.PREDICTION_ABSOLUTE_ERROR}_count{{{selector}}}[{window}]))",
-        "sum": f"sum by ({m.LABEL_VARIANT}) (increase({m.PREDICTION_ABSOLUTE_ERROR}_sum{{{selector}}}[{window}]))",
-        "squares": f"sum by ({m.LABEL_VARIANT}) (increase({m.PREDICTION_SQUARED_ERROR_TOTAL}{{{selector}}}[{window}]))",
+        "count": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_count{{{selector}}}', window)}",
+        "sum": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_sum{{{selector}}}', window)}",
+        "squares": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_SQUARED_ERROR_TOTAL}{{{selector}}}', window)}",
     }
 
 
@@ -204,3 +215,26 @@ def accuracy_from_vectors(by_outcome: list[dict[str, Any]]) -> dict[str, Variant
 def errors_from_vectors(count: list[dict[str, Any]], total: list[dict[str, Any]], squares: list[dict[str, Any]]) -> dict[str, VariantErrors]:
     counts, sums, sq = (_values(vector, m.LABEL_VARIANT) for vector in (count, total, squares))
     return {v: VariantErrors(v, counts[(v,)], sums.get((v,), 0.0), sq.get((v,), 0.0)) for (v,) in sorted(counts)}
+
+
+def compare_variants(
+    query: Callable[[str], list[dict[str, Any]]],
+    namespace: str,
+    model: str,
+    task: str,
+    a: str,
+    b: str,
+    alpha: float = 0.05,
+    min_labels: int = 30,
+) -> Comparison:
+    """Variant ``b`` against ``a`` of one model on live quality, for the A/B status.
+
+    ``query`` runs an instant PromQL query and returns Prometheus's result vector (the
+    operator's Prometheus client); a variant without labelled predictions counts as zero, so
+    the verdict is ``TooFewLabels`` rather than an error."""
+    if task == "classification":
+        accuracy = accuracy_from_vectors(query(accuracy_queries(namespace, model)["byOutcome"]))
+        return compare_accuracy(accuracy.get(a, VariantAccuracy(a, 0, 0)), accuracy.get(b, VariantAccuracy(b, 0, 0)), alpha, min_labels)
+    queries = error_queries(namespace, model)
+    errors = errors_from_vectors(query(queries["count"]), query(queries["sum"]), query(queries["squares"]))
+    return compare_errors(errors.get(a, VariantErrors(a, 0, 0, 0)), errors.get(b, VariantErrors(b, 0, 0, 0)), alpha, min_labels)

@@ -21,6 +21,7 @@ from modelship.monitoring.significance import (
     accuracy_queries,
     compare_accuracy,
     compare_errors,
+    compare_variants,
     error_queries,
     errors_from_vectors,
     student_t_two_sided,
@@ -108,7 +109,31 @@ def test_from_prometheus_vectors_to_a_comparison() -> None:
 
 
 def test_queries_read_the_recorded_and_exported_series() -> None:
-    assert m.RECORD_LABELLED_BY_OUTCOME in accuracy_queries("team-a", "iris")["byOutcome"]
+    assert m.LABELLED_PREDICTIONS_TOTAL in accuracy_queries("team-a", "iris")["byOutcome"] and "increase(" not in accuracy_queries("team-a", "iris")["byOutcome"]
     queries = error_queries("team-a", "housing")
     assert f"{m.PREDICTION_ABSOLUTE_ERROR}_count" in queries["count"] and m.PREDICTION_SQUARED_ERROR_TOTAL in queries["squares"]
     assert all('namespace="team-a", model="housing"' in q and "by (variant)" in q for q in queries.values())
+
+
+def test_compare_variants_runs_the_queries_for_the_task() -> None:
+    asked: list[str] = []
+    answers = {
+        "byOutcome": _vector(champion__correct=400, champion__incorrect=100, challenger__correct=450, challenger__incorrect=50),
+        "count": _vector(champion=100, challenger=100),
+        "sum": _vector(champion=1000, challenger=900),
+        "squares": _vector(champion=10900, challenger=8200),
+    }
+
+    def query(expr: str) -> list[dict]:
+        asked.append(expr)
+        key = "byOutcome" if m.LABELLED_PREDICTIONS_TOTAL in expr else "squares" if m.PREDICTION_SQUARED_ERROR_TOTAL in expr else "count" if "_count" in expr else "sum"
+        return answers[key]
+
+    accuracy = compare_variants(query, "team-a", "iris", "classification", "champion", "challenger")
+    assert accuracy.metric == "accuracy" and accuracy.verdict == B_BETTER and accuracy.labelled_b == 500
+    assert len(asked) == 1
+    errors = compare_variants(query, "team-a", "housing", "regression", "champion", "challenger")
+    assert errors.metric == "mae" and errors.value_a == 10.0 and errors.value_b == 9.0 and len(asked) == 4
+    missing = compare_variants(query, "team-a", "iris", "classification", "champion", "nobody")
+    assert missing.verdict == TOO_FEW_LABELS and missing.labelled_b == 0
+    assert missing.to_wire()["verdict"] == TOO_FEW_LABELS
