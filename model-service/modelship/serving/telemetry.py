@@ -171,7 +171,9 @@ class ServingMetrics:
             f["abs_error"].labels(*lv)
             f["sq_error"].labels(*lv)
         if quality is not None:
-            f["quality_threshold"].labels(*lv, str(quality.metric.value if hasattr(quality.metric, "value") else quality.metric)).set(quality.threshold)
+            from modelship.api.v1alpha1 import QualityMetric
+
+            f["quality_threshold"].labels(*lv, QualityMetric(quality.metric).value).set(quality.threshold)
             f["quality_min_labels"].labels(*lv).set(quality.min_labels)
 
     def store_written(self, rows: int) -> None:

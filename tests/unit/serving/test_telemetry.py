@@ -49,3 +49,25 @@ def test_label_names_are_one_tuple() -> None:
     assert all(value.startswith("modelship_") for key, value in vars(names).items() if key.isupper() and isinstance(value, str) and key not in {"LABEL_MODEL", "LABEL_VERSION", "LABEL_VARIANT", "LABEL_OUTCOME", "LABEL_ENDPOINT", "LABEL_CLASS", "LABEL_FEATURE", "LABEL_RUN_ID", "LABEL_TASK", "LABEL_METRIC", "QUALITY_WINDOW"} and not key.startswith(("OUTCOME", "RECORD_")))
     # Recording rules follow Prometheus's level:metric:operations naming.
     assert all(value.startswith("modelship:") for key, value in vars(names).items() if key.startswith("RECORD_"))
+
+
+def test_feedback_and_store_series() -> None:
+    from modelship.api.v1alpha1 import QualityThresholdSpec
+
+    m = ServingMetrics("quality-model", "5", "green")
+    base = {"model": "quality-model", "version": "5", "variant": "green"}
+    m.store_ready(["a", "b"], QualityThresholdSpec(metric="accuracy", threshold=0.8, min_labels=25))
+    assert _value(names.LABELLED_PREDICTIONS_TOTAL, outcome="incorrect", **{"class": "b"}, **base) == 0
+    assert _value(names.QUALITY_THRESHOLD, metric="accuracy", **base) == 0.8
+    assert _value(names.QUALITY_MIN_LABELS, **base) == 25
+    m.labelled("4", "blue", True, "a")  # feedback for another version's prediction: its labels
+    m.labelled("5", "green", False, "b")
+    m.error("5", "green", 3.0)
+    m.store_written(7)
+    m.store_dropped(2)
+    m.store_connected(True)
+    assert _value(names.LABELLED_PREDICTIONS_TOTAL, model="quality-model", version="4", variant="blue", outcome="correct", **{"class": "a"}) == 1
+    assert _value(names.LABELLED_PREDICTIONS_TOTAL, outcome="incorrect", **{"class": "b"}, **base) == 1
+    assert _value(names.PREDICTION_ABSOLUTE_ERROR + "_sum", **base) == 3.0 and _value(names.PREDICTION_SQUARED_ERROR_TOTAL, **base) == 9.0
+    assert _value(names.PREDICTION_STORE_WRITTEN_TOTAL, **base) == 7 and _value(names.PREDICTION_STORE_DROPPED_TOTAL, **base) == 2
+    assert _value(names.PREDICTION_STORE_CONNECTED, **base) == 1
