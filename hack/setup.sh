@@ -17,7 +17,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 if $want_test; then
   missing=()
-  for pkg in prometheus prometheus-alertmanager; do
+  # postgresql: the chart's PostgreSQL, run from Debian's binaries in tests (tests/support/images.py);
+  # shellcheck: the kind scripts' lint test.
+  for pkg in prometheus prometheus-alertmanager postgresql shellcheck; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -26,7 +28,7 @@ if $want_test; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # The packages start services on install; tests start their own on loopback ports.
-    for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    for svc in prometheus prometheus-alertmanager prometheus-node-exporter postgresql; do
       $SUDO systemctl stop "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
     done
   fi
