@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from helmchart import CHART, KUBE_VERSION, REPO, SCENARIOS, container, env_of, find, helm, kinds, pod_templates, render, selects
+from helmchart import leaf_paths, CHART, KUBE_VERSION, REPO, SCENARIOS, container, env_of, find, helm, kinds, pod_templates, render, selects
 
 pytestmark = pytest.mark.integration
 SCENARIO_IDS = [p.name.removesuffix("-values.yaml") for p in SCENARIOS]
@@ -61,14 +61,6 @@ def test_inconsistent_values_fail_with_the_field_and_the_fix(sets, message):
     assert result.returncode != 0 and message in result.stderr
 
 
-def _leaf_paths(node, path=()):
-    if isinstance(node, dict) and node:
-        for key, child in node.items():
-            yield from _leaf_paths(child, (*path, key))
-    else:
-        yield path
-
-
 def _schema_at(schema, path):
     for key in path:
         schema = schema.get("properties", {}).get(key)
@@ -82,7 +74,7 @@ def test_every_value_is_documented_and_in_the_schema():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     lines = (CHART / "values.yaml").read_text().splitlines()
     undocumented, unschematised = [], []
-    for path in _leaf_paths(values):
+    for path in leaf_paths(values):
         # Free-form objects (securityContexts, resources, selectors) are data: their keys are
         # Kubernetes fields, documented by the `##` line of the value that holds them.
         option = path

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from helmchart import CHART, REPO, find, render
+from helmchart import leaf_paths, CHART, REPO, find, render
 
 pytestmark = pytest.mark.integration
 KIND = REPO / "hack" / "kind"
@@ -30,14 +30,6 @@ def test_scripts_are_shellcheck_clean():
     assert result.returncode == 0, result.stdout
 
 
-def _leaf_paths(node, path=()):
-    if isinstance(node, dict) and node:
-        for key, child in node.items():
-            yield from _leaf_paths(child, (*path, key))
-    else:
-        yield path
-
-
 def _set_flags() -> list[str]:
     """Every `--set k=v` in the scripts and every `set=[...]` item in the Tiltfile."""
     flags = []
@@ -50,7 +42,7 @@ def _set_flags() -> list[str]:
 
 def test_every_value_the_kind_path_sets_is_in_the_schema():
     schema = json.loads((CHART / "values.schema.json").read_text())
-    paths = [p for p in _leaf_paths(yaml.safe_load(VALUES.read_text()))]
+    paths = [p for p in leaf_paths(yaml.safe_load(VALUES.read_text()))]
     paths += [tuple(flag.split("=", 1)[0].split(".")) for flag in _set_flags()]
     for path in paths:
         node = schema

@@ -87,3 +87,12 @@ def selects(selector: dict, labels: dict[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+def leaf_paths(node, path=()):
+    """Key paths to every leaf of a values tree (an empty map counts as a leaf)."""
+    if isinstance(node, dict) and node:
+        for key, child in node.items():
+            yield from leaf_paths(child, (*path, key))
+    else:
+        yield path
