@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -124,6 +125,7 @@ class Platform:
                 f"{mlflow}.{self.rel.namespace}.svc:5000": f"127.0.0.1:{self.mlflow_port}"}
 
     def start(self, run: int) -> None:
+        begin = time.monotonic()
         statefulset = self.rel.get("statefulset", f"{self.rel.name}-postgresql")
         pod = statefulset["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -131,6 +133,7 @@ class Platform:
         local = local_command(container, resolved_env(self.rel, container), paths=paths, listen=("127.0.0.1", self.pg_port))
         self.processes.append(start(local, self.root / "postgresql.log"))
         wait_until("PostgreSQL accepting connections", lambda: self._pg_ready(local.env), timeout=60)
+        pg_ready = time.monotonic()
 
         deployment = self.rel.get("deployment", f"{self.rel.name}-mlflow")
         pod = deployment["spec"]["template"]["spec"]
@@ -140,7 +143,8 @@ class Platform:
         self.mlflow_command = local
         process = start(local, self.root / "mlflow.log")
         self.processes.append(process)
-        wait_http(f"{self.mlflow_url}/health", timeout=120, process=process)
+        wait_http(f"{self.mlflow_url}/health", timeout=180, process=process)
+        print(f"run {run}: PostgreSQL ready in {pg_ready - begin:.1f}s, MLflow in {time.monotonic() - pg_ready:.1f}s")
 
     def _pg_ready(self, env: dict[str, str]) -> bool:
         result = subprocess.run(["/usr/lib/postgresql/15/bin/pg_isready", "-h", "127.0.0.1", "-p", str(self.pg_port)], capture_output=True)
@@ -182,7 +186,9 @@ def train_as_the_operator_would(rel: Release, platform: Platform, root: Path) ->
     paths = host_paths(rel, pod, container, work, {})
     paths["/dev/termination-log"] = work / "termination-log"
     local = local_command(container, paths=paths, hosts=platform.hosts)
+    begin = time.monotonic()
     completed = subprocess.run(local.argv, env=local.env, capture_output=True, text=True, timeout=600, cwd=work)
+    print(f"training Job container: {time.monotonic() - begin:.1f}s")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return json.loads((work / "termination-log").read_text())
 
@@ -267,11 +273,15 @@ def test_mlflow_on_postgresql_as_installed_trains_the_sample_and_survives_an_upg
 
 
 def test_uninstall_leaves_the_crd_and_the_models_volume_and_nothing_running(release, cluster):
+    password = release.secret(f"{release.name}-postgresql")["password"]
     release.helm("uninstall", release.name, "--wait")
     gone = lambda: not any(release.owned(kind) for kind in ("deployment", "statefulset", "replicaset", "pod", "service"))  # noqa: E731
     wait_until("the release's workloads gone", gone, timeout=120)
     assert cluster.kubectl("get", "crd", "modeldeployments.modelship.io", check=False).returncode == 0
     # Kept on purpose (helm.sh/resource-policy: keep): the models' volume and the password that opens the database.
-    assert {o["metadata"]["name"] for o in release.owned("persistentvolumeclaim")} >= {f"{release.name}-mlflow"}
+    assert {o["metadata"]["name"] for o in release.owned("persistentvolumeclaim")} == {f"{release.name}-mlflow", f"data-{release.name}-postgresql-0"}
     assert {o["metadata"]["name"] for o in release.owned("secret")} == {f"{release.name}-postgresql"}
     assert cluster.kubectl("get", "clusterrole", f"{release.name}-operator", check=False).returncode != 0
+    # A reinstall under the same name adopts the kept Secret: the kept database opens with it.
+    release.helm("install", release.name, str(CHART))
+    assert release.secret(f"{release.name}-postgresql")["password"] == password
