@@ -141,10 +141,11 @@ def local_command(container: dict, env: dict[str, str] | None = None, *, paths: 
     if image is None:
         raise UnknownImage(f"container {container.get('name')!r}: no local command for image {container['image']!r} (known: {sorted(IMAGES)})")
     if env is None:
-        unresolved = [e["name"] for e in container.get("env", []) if "value" not in e]
+        unresolved = [e["name"] for e in container.get("env", []) if "valueFrom" in e]
         if unresolved or container.get("envFrom"):
             raise ValueError(f"container {container.get('name')!r}: resolve {unresolved or 'envFrom'} first and pass env=")
-        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        # The API server stores an empty value as no value.
+        env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
     paths, hosts = dict(paths or {}), dict(hosts or {})
 
     merged = {**image.env}
