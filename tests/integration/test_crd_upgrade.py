@@ -57,9 +57,10 @@ def resource(namespace: str, name: str, serving: dict) -> str:
 
 @pytest.fixture
 def previous(cluster):
-    """The previous CRD in place of whatever the session had; the current one again afterwards."""
-    cluster.kubectl("delete", "crd", NAME, "--ignore-not-found", "--wait=true", timeout=180)
-    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(previous_crd()))
+    """The previous CRD in place of whatever the session had (replaced, not deleted: deleting
+    would delete every stored resource); the current one again afterwards."""
+    exists = cluster.kubectl("get", "crd", NAME, check=False).returncode == 0
+    cluster.kubectl("replace" if exists else "create", "-f", "-", input=yaml.safe_dump(previous_crd()))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{NAME}", "--timeout=60s")
     try:
         yield cluster
