@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 SAMPLE ?= manifests/samples/diabetes-builtin.yaml
 
-.PHONY: setup demo test test-unit crd test-cluster-binaries dev-cluster dev-cluster-down
+.PHONY: setup demo test test-unit crd test-cluster-binaries dev-cluster dev-cluster-down kind-up kind-down
 
 ## The venv with every extra (operator, training, serving, dev tools).
 setup:
@@ -43,3 +43,12 @@ dev-cluster: test-cluster-binaries
 ## Stop the dev cluster and remove its state.
 dev-cluster-down:
 	$(PYTHON) hack/test-cluster/testcluster.py down
+
+## Modelship on kind (needs Docker, kind, helm, kubectl): cluster + Envoy Gateway +
+## kube-prometheus-stack, images built and loaded, helm install, the sample, a prediction.
+kind-up:
+	hack/kind/up.sh
+
+## Delete the kind cluster.
+kind-down:
+	hack/kind/down.sh

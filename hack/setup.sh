@@ -17,7 +17,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 if $want_test; then
   missing=()
-  for pkg in prometheus prometheus-alertmanager postgresql; do
+  # postgresql: the prediction store's tests and the chart's PostgreSQL, run from Debian's binaries
+  # (tests/support/images.py);
+  # shellcheck: the kind scripts' lint test.
+  for pkg in prometheus prometheus-alertmanager postgresql shellcheck; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then

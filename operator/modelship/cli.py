@@ -5,6 +5,7 @@ imports its heavy dependencies only when its command runs, so ``--help`` stays f
 from __future__ import annotations
 
 import sys
+from typing import Optional
 from pathlib import Path
 
 import typer
@@ -61,9 +62,32 @@ def _generated(file: GeneratedFile, write: bool, check: bool, root: Path) -> Non
 
 
 @app.command()
-def crd(write: bool = _WRITE, check: bool = _CHECK, root: Path = _ROOT) -> None:
+def crd(
+    write: bool = _WRITE,
+    check: bool = _CHECK,
+    root: Path = _ROOT,
+    apply: bool = typer.Option(False, "--apply", help="Server-side apply the CRD to the cluster (field manager `modelship`): how an installed CRD is upgraded, since Helm never upgrades crds/."),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="With --apply: the kubeconfig (default: $KUBECONFIG, ~/.kube/config, or the pod's account)."),
+    context: Optional[str] = typer.Option(None, "--context", help="With --apply: the kubeconfig context."),
+) -> None:
     """Print (or write, or check) the ModelDeployment CRD generated from the pydantic models
-    (manifests/crds/ and charts/modelship/crds/)."""
+    (manifests/crds/ and charts/modelship/crds/), or apply it to a cluster."""
+    if apply:
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config.config_exception import ConfigException
+
+        from modelship.api.crd import apply_crd
+
+        try:
+            stored = apply_crd(kubeconfig, context)
+        except ConfigException as error:
+            typer.echo(f"error: no cluster to apply to (kubeconfig {kubeconfig or 'default'}): {error}", err=True)
+            raise typer.Exit(1) from None
+        except ApiException as error:
+            typer.echo(f"error: the API server refused the CRD ({error.status} {error.reason}): {error.body}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"applied customresourcedefinition {stored['metadata']['name']} (generation {stored['metadata']['generation']})")
+        return
     _generated(CRD_FILE, write, check, root)
 
 

@@ -156,3 +156,26 @@ def render_crd() -> dict[str, Any]:
 
 
 CRD_FILE = generated.GeneratedFile("modelship crd", "modelship.api.v1alpha1", CRD_OUTPUTS, render_crd)
+
+#: Who owns the CRD's fields after ``modelship crd --apply`` (server-side apply).
+FIELD_MANAGER = "modelship"
+
+
+def apply_crd(kubeconfig: str | None = None, context: str | None = None) -> dict[str, Any]:
+    """Server-side apply of the generated CRD: how an installed CRD is upgraded, since Helm
+    creates the chart's ``crds/`` on install and never touches them again. Conflicting owners
+    (``helm install``'s create, an older ``kubectl apply``) are taken over. Needs the operator
+    extra (the kubernetes client); uses the kubeconfig (or the pod's account in a cluster).
+    Returns the stored CRD."""
+    from kubernetes import client, config, dynamic
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context)
+    except ConfigException:
+        if kubeconfig or context:
+            raise
+        config.load_incluster_config()
+    with client.ApiClient() as api_client:
+        crds = dynamic.DynamicClient(api_client).resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+        return crds.server_side_apply(body=render_crd(), field_manager=FIELD_MANAGER, force_conflicts=True).to_dict()
