@@ -144,6 +144,7 @@ def render_crd() -> dict[str, Any]:
                         {"name": "Champion", "type": "string", "jsonPath": ".status.championVersion"},
                         {"name": "Canary", "type": "string", "jsonPath": ".status.canaryVersion"},
                         {"name": "Canary-Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 0},
+                        {"name": "Step", "type": "string", "jsonPath": ".status.rollout.step", "priority": 0},
                         _ready_column("Ready", "Ready"),
                         _ready_column("DriftDetected", "Drift"),
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

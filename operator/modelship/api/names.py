@@ -21,6 +21,15 @@ SPEC_HASH_LABEL = PREFIX + "spec-hash"
 # --- annotations -----------------------------------------------------------------------
 #: Why a training Job runs: spec, schedule, drift or manual.
 TRIGGER_ANNOTATION = PREFIX + "trigger"
+#: Requests a person makes of a rollout (``modelship approve|abort|rollback``, or kubectl
+#: annotate). The value names the version the request is about, so a request is acted on once:
+#: once that version is no longer the candidate (or the champion, for a rollback) it is stale.
+#: Approve the candidate waiting in AwaitingApproval (value: the candidate version).
+APPROVE_ANNOTATION = PREFIX + "approve"
+#: Roll the candidate back now (value: the candidate version).
+ABORT_ANNOTATION = PREFIX + "abort"
+#: Send all traffic back to the previous champion (value: the champion version to leave).
+ROLLBACK_ANNOTATION = PREFIX + "rollback"
 
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
@@ -36,3 +45,7 @@ ENV_JOB_NAME = "MODELSHIP_JOB_NAME"
 ENV_TRIGGER = "MODELSHIP_TRIGGER"
 ENV_RESULT_PATH = "MODELSHIP_RESULT_PATH"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+# --- environment of the operator -------------------------------------------------------
+#: Base URL of the Prometheus HTTP API the canary analysis queries.
+ENV_PROMETHEUS_URL = "MODELSHIP_PROMETHEUS_URL"
