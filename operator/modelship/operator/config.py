@@ -6,6 +6,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from modelship.api.names import ENV_PROMETHEUS_URL
+
 
 def _labels(text: str | None) -> dict[str, str]:
     if not text:
@@ -42,6 +44,15 @@ class OperatorConfig:
     #: Seconds between two full resyncs of every ModelDeployment (events do the rest).
     resync_interval: float = 300.0
     workers: int = 4
+    #: Prometheus HTTP API the canary analysis queries (None: every check is an Error verdict,
+    #: so no canary advances without metrics).
+    prometheus_url: str | None = None
+    #: Seconds one analysis query may take before it counts as Prometheus unreachable.
+    prometheus_timeout: float = 5.0
+    #: Seconds a rolled-back candidate keeps its pods (no traffic) for inspection.
+    retain_rolled_back_seconds: float = 600.0
+    #: Which traffic provider routes the endpoints (modelship.operator.traffic).
+    traffic_provider: str = "gatewayapi"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -64,4 +75,8 @@ class OperatorConfig:
             http_port=int(env.get("MODELSHIP_HTTP_PORT", cls.http_port)),
             resync_interval=float(env.get("MODELSHIP_RESYNC_INTERVAL", cls.resync_interval)),
             workers=int(env.get("MODELSHIP_WORKERS", cls.workers)),
+            prometheus_url=(env.get(ENV_PROMETHEUS_URL) or "").rstrip("/") or None,
+            prometheus_timeout=float(env.get("MODELSHIP_PROMETHEUS_TIMEOUT", cls.prometheus_timeout)),
+            retain_rolled_back_seconds=float(env.get("MODELSHIP_RETAIN_ROLLED_BACK_SECONDS", cls.retain_rolled_back_seconds)),
+            traffic_provider=env.get("MODELSHIP_TRAFFIC_PROVIDER", cls.traffic_provider),
         )

@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors
 from modelship.api.names import TRIGGER_ANNOTATION
-from modelship.operator import metrics, registry
+from modelship.operator import metrics, registry, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
-from modelship.operator.reconcile import plan
+from modelship.operator.prometheus import PrometheusClient
+from modelship.operator.reconcile import plan, rollout_state
 
 log = logging.getLogger("modelship.operator")
 Key = tuple[str, str]
@@ -72,6 +73,9 @@ class Controller:
         self.failures: dict[Key, int] = {}
         self.tasks: list[asyncio.Task] = []
         self.started = False
+        #: One pending "look again" timer per key: the latest plan's requeue_after.
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.prometheus = PrometheusClient(config.prometheus_url, config.prometheus_timeout)
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
@@ -86,6 +90,19 @@ class Controller:
             self.queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self.queued))
 
+    def look_again(self, namespace: str, name: str, delay: float) -> None:
+        """Reconcile the key after ``delay`` seconds; replaces the key's previous timer."""
+        key = (namespace, name)
+        previous = self.timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            self.enqueue(namespace, name)
+
+        self.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+
     async def start(self) -> None:
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
@@ -95,6 +112,10 @@ class Controller:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        await self.prometheus.close()
         self.started = False
 
     def alive(self) -> bool:
@@ -169,7 +190,13 @@ class Controller:
             if recovered:
                 observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
 
-        decision = plan(resource, status, observed, self.config, utcnow())
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        sample = None
+        state = rollout_state(status)
+        step_started = rollout.analysis_due(resource.spec.rollout, state, now)
+        if step_started is not None and state and state.candidate:
+            sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
+        decision = plan(resource, status, observed, self.config, now, sample)
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
@@ -192,6 +219,8 @@ class Controller:
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
+        if decision.requeue_after is not None:
+            self.look_again(namespace, name, decision.requeue_after)
 
     async def _registry(self, func, *args):
         try:
