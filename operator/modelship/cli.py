@@ -101,11 +101,14 @@ def _register_components() -> None:
     from modelship.serving.cli import serve
     from modelship.training.cli import train
     from modelship.local import run
+    from modelship.operator import requests
 
     app.command(help=train.__doc__)(train)
     app.command(help=serve.__doc__)(serve)
     app.command(help=run.__doc__)(run)
     app.command(help=operator.__doc__)(operator)
+    for command in (requests.approve, requests.abort, requests.rollback, requests.status):
+        app.command(help=command.__doc__)(command)
 
 
 _register_components()

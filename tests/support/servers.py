@@ -124,11 +124,15 @@ class PrometheusServer:
     and evaluating ``rule_files`` every second; ``target_labels`` stand in for the labels the
     Prometheus Operator adds to a scraped pod (``namespace``, ``pod``)."""
 
-    def __init__(self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str], groups: list[tuple[list[str], dict[str, str]]] | None = None
+    ) -> None:
         self.root = root
         self.targets = targets
         self.rule_files = rule_files
         self.target_labels = target_labels
+        #: More (targets, labels) groups, each with its own labels (one per simulated pod).
+        self.groups = groups or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -149,7 +153,16 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
-            "scrape_configs": [{"job_name": "modelship", "static_configs": [{"targets": self.targets, "labels": self.target_labels}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "modelship",
+                    "static_configs": [
+                        {"targets": targets, "labels": labels}
+                        for targets, labels in [(self.targets, self.target_labels), *self.groups]
+                        if targets
+                    ],
+                }
+            ],
         }
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = open(self.log_path, "ab")

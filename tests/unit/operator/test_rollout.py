@@ -240,3 +240,39 @@ def test_unsupported_options_get_a_warning_once():
 )
 def test_analysis_due(state, now, due):
     assert (analysis_due(SPEC, state, at(now)) is not None) == due
+
+
+# --- the analysis queries and templates --------------------------------------------------
+
+
+def test_queries_select_one_version_of_one_model_in_one_namespace():
+    from modelship.monitoring import analysis
+
+    assert analysis.requests_query("team-a", "m", "2", "90s") == 'sum(increase(modelship_predictions_total{namespace="team-a",model="m",version="2"}[90s]))'
+    assert 'outcome="error"' in analysis.error_ratio_query("team-a", "m", "2", "90s")
+    assert analysis.selector("a", 'we"ird', "1") == '{namespace="a",model="we\\"ird",version="1"}'
+    assert analysis.render_template("x{version=\"{{ version }}\"}[{{window}}]", "a", "m", "3", "30s") == 'x{version="3"}[30s]'
+    assert analysis.window_of(3.7) == "10s" and analysis.window_of(95.2) == "95s"
+
+
+@pytest.mark.parametrize(
+    "metric, problem",
+    [
+        ({"name": "acc", "query": "sum(rate(x[{{window}}])", "min": 1}, "spec.rollout.analysis.metrics[0].query: not a usable PromQL template: unclosed '('"),
+        ({"name": "acc", "query": "x{a=\"{{namespace}}}", "min": 1}, "unterminated string"),
+        ({"name": "acc", "query": "x{v=\"{{ver}}\"}", "min": 1}, "unknown placeholder {{ver}}"),
+        ({"name": "acc", "query": "vector(1)"}, "spec.rollout.analysis.metrics[0].max: a custom metric needs min or max"),
+        ({"name": "acc", "query": "vector(1)", "min": 2, "max": 1}, "spec.rollout.analysis.metrics[0].min: min must not exceed max"),
+    ],
+)
+def test_bad_custom_metrics_are_rejected_naming_the_field(metric, problem):
+    from pydantic import ValidationError
+
+    from modelship.api import ModelDeployment, format_errors
+    from spec_cases import base_resource
+
+    raw = base_resource()
+    raw["spec"]["rollout"]["analysis"]["metrics"] = [metric]
+    with pytest.raises(ValidationError) as error:
+        ModelDeployment.model_validate(raw)
+    assert any(problem in line for line in format_errors(error.value)), format_errors(error.value)
