@@ -141,15 +141,9 @@ class PrometheusServer:
     def log_path(self) -> Path:
         return self.root / "prometheus.log"
 
-    def start(self, timeout: float = 60) -> PrometheusServer:
-        import shutil
-
+    def _write_config(self) -> None:
         import yaml
 
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
-        self.root.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
@@ -165,6 +159,15 @@ class PrometheusServer:
             ],
         }
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+
+    def start(self, timeout: float = 60) -> PrometheusServer:
+        import shutil
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
@@ -179,6 +182,22 @@ class PrometheusServer:
             self.stop()
             raise RuntimeError(f"prometheus did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
         return self
+
+    def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30) -> None:
+        """Scrape more targets: rewrite the configuration and reload it (SIGHUP), as a service
+        discovery would add a new pod."""
+        import httpx
+
+        self.groups.append((targets, labels))
+        self._write_config()
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+        def scraped() -> bool:
+            active = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            return set(targets) <= {t["labels"].get("instance") for t in active}
+
+        wait_until(f"Prometheus to scrape {targets}", scraped, timeout=timeout)
 
     def query(self, expr: str) -> list[dict]:
         import httpx

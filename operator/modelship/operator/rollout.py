@@ -204,7 +204,8 @@ def decide(
         return _steady(state, champion, now)
     if state.candidate != candidate or state.phase not in IN_FLIGHT:
         state = _start(spec, state, candidate)
-        started = [Notice("Normal", "RolloutStarted", f"version {candidate} rolls out ({_describe(spec)})")]
+        how = _describe(spec) if champion else "the first version: it serves once ready"
+        started = [Notice("Normal", "RolloutStarted", f"version {candidate} rolls out ({how})")]
         if spec.mirror:
             started.append(Notice("Warning", "MirrorNotSupported", "rollout.mirror is accepted but not acted on yet: the candidate gets no shadow traffic"))
         if spec.strategy == RolloutStrategy.ab_test.value:

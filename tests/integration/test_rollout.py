@@ -1,0 +1,290 @@
+"""Canary rollouts on a real control plane, judged on live metrics: the operator (with the chart's
+RBAC) trains versions in real training pods against a real MLflow server; the serving pods are
+simulated by KWOK, so the test runs a real ``modelship serve`` per version, a real Prometheus
+scraping them with the labels a PodMonitor gives (``namespace``; the server adds ``model``,
+``version``, ``variant``) and evaluating the generated rules, and a small client that sends
+requests to each version in the proportion the operator's HTTPRoute says.
+
+Scenarios, one resource, in order: a healthy retrained version goes through its steps and is
+promoted; a version whose predictions fail is rolled back with the condition naming the metric;
+with manual approval the rollout waits and proceeds on ``modelship approve``; ``modelship
+rollback`` restores the previous champion."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import faultymodels
+import httpx
+import pytest
+from serving import servingkit
+import yaml
+from servers import OperatorProcess, PrometheusServer
+
+from integration.test_operator import CRD, mlflow_server, service_account_kubeconfig  # noqa: F401  (mlflow_server is a fixture)
+from modelship.api import names
+from modelship.monitoring import rules
+from modelship.operator.conditions import condition
+from spec_cases import REPO
+from testdata import CALIFORNIA_HOUSING
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NAME = "housing"
+STEPS = [{"weight": 20, "pause": "6s"}, {"weight": 60, "pause": "6s"}, {"weight": 100, "pause": "6s"}]
+
+
+def resource(namespace: str, alpha: float, approval: str = "auto") -> dict:
+    return {
+        "apiVersion": "modelship.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "task": "regression",
+            "dataset": {"uri": CALIFORNIA_HOUSING.as_uri(), "target": "median_house_value"},
+            # A ridge regression trains in seconds; its served copy fails or slows on request.
+            "training": {"framework": "sklearn", "estimator": faultymodels.ESTIMATOR, "hyperparameters": {"alpha": alpha}},
+            "serving": {"replicas": 1},
+            "rollout": {
+                "strategy": "canary",
+                "canary": {"steps": STEPS},
+                "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 250, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "90s"},
+                "approval": approval,
+                "rollbackWindow": "10m",
+            },
+        },
+    }
+
+
+class Fleet:
+    """The model servers of each version (what KWOK's pods would run), and Prometheus scraping them."""
+
+    def __init__(self, workdir: Path, tracking_uri: str, model_name: str, namespace: str, prometheus: PrometheusServer) -> None:
+        self.workdir = workdir
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.namespace = namespace
+        self.prometheus = prometheus
+        self.urls: dict[str, str] = {}
+        self._stack: list = []
+
+    def serve(self, version: str, variant: str, fault: dict[str, str] | None = None) -> None:
+        context = servingkit.serve(
+            self.workdir / f"v{version}", self.model_name, version, self.tracking_uri, self.workdir / "cache", variant=variant,
+            extra_env=faultymodels.with_pythonpath({**os.environ, **(fault or {})}),
+        )
+        server = context.__enter__()
+        self._stack.append(context)
+        server.wait_ready()
+        self.prometheus.add_group([f"127.0.0.1:{server.port}"], {"namespace": self.namespace, "pod": f"{NAME}-v{version}"})
+        self.urls[f"{NAME}-v{version}"] = server.url
+
+    def stop(self) -> None:
+        for context in reversed(self._stack):
+            context.__exit__(None, None, None)
+
+
+class TrafficDriver:
+    """A small bounded client: ``rate`` requests a second, each to a backend picked by the weights
+    ``read_weights`` returns (backend name → weight), posted to the URL ``urls`` gives for it. It
+    does not care how a request reaches a backend: with a gateway, ``urls`` maps every backend
+    to the gateway and the split is the gateway's."""
+
+    def __init__(self, read_weights: Callable[[], dict[str, int]], urls: dict[str, str], rate: float = 25) -> None:
+        self.read_weights = read_weights
+        self.urls = urls
+        self.rate = rate
+        self.seen: list[dict[str, int]] = []
+        self.sent: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TrafficDriver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        weights: dict[str, int] = {}
+        refreshed = 0.0
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                if time.monotonic() - refreshed > 0.5:
+                    try:
+                        weights = self.read_weights()
+                    except Exception:  # noqa: BLE001 - the route may not exist yet
+                        weights = {}
+                    refreshed = time.monotonic()
+                    if weights and (not self.seen or self.seen[-1] != weights):
+                        self.seen.append(dict(weights))
+                live = {b: w for b, w in weights.items() if w > 0 and b in self.urls}
+                if live:
+                    backend = random.choices(list(live), weights=list(live.values()))[0]
+                    try:
+                        client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD)
+                        self.sent[backend] = self.sent.get(backend, 0) + 1
+                    except httpx.HTTPError:
+                        pass
+                self._stop.wait(1 / self.rate)
+
+
+@pytest.fixture
+def rollout_env(cluster, namespace, mlflow_server, pod_runner, tmp_path) -> Iterator[dict]:  # noqa: F811
+    cluster.apply(CRD)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelship.io", "--timeout=60s")
+    prometheus = PrometheusServer(tmp_path / "prometheus", [], [REPO / rules.RULES_OUTPUTS[0]], {}).start()
+    kubeconfig = service_account_kubeconfig(cluster, namespace, tmp_path)
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "MODELSHIP_TRAINING_POD_LABELS": json.dumps({"modelship.io/test-pod-runner": "local"}),
+        "MODELSHIP_RESYNC_INTERVAL": "15",
+        names.ENV_PROMETHEUS_URL: prometheus.url,
+        "MODELSHIP_RETAIN_ROLLED_BACK_SECONDS": "20",
+    }
+    fleet = Fleet(tmp_path / "fleet", mlflow_server.url, f"{namespace}-{NAME}", namespace, prometheus)
+    with pytest.MonkeyPatch.context() as patch:
+        # The training pods (local processes of the pod runner) import the fault-injecting estimator.
+        patch.setenv("PYTHONPATH", faultymodels.with_pythonpath(dict(os.environ))["PYTHONPATH"])
+        operator = OperatorProcess(kubeconfig, namespace, env, tmp_path / "operator.log").start()
+        try:
+            yield {"operator": operator, "prometheus": prometheus, "fleet": fleet, "mlflow": mlflow_server}
+        finally:
+            operator.stop()
+            fleet.stop()
+            prometheus.stop()
+            print(f"operator log: {operator.log_path}")
+
+
+def status_of(cluster, namespace) -> dict:
+    return cluster.kubectl_json("get", "mdep", NAME, "-n", namespace).get("status", {})
+
+
+def route_weights(cluster, namespace) -> dict[str, int]:
+    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+    return {b["name"]: b["weight"] for b in route["spec"]["rules"][-1]["backendRefs"]}
+
+
+def deployments(cluster, namespace) -> dict[str, int | None]:
+    items = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", f"{names.DEPLOYMENT_LABEL}={NAME}")["items"]
+    return {d["metadata"]["name"]: d["spec"].get("replicas") for d in items}
+
+
+def events(cluster, namespace) -> list[dict]:
+    return cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]
+
+
+def modelship(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "modelship.cli_main", *args], capture_output=True, text=True, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, timeout=60
+    )
+
+
+def wait_status(cluster, namespace, what: str, predicate, timeout: float = 300) -> dict:
+    return cluster.wait_until(what, lambda: (s := status_of(cluster, namespace)) and predicate(s) and s, timeout=timeout, interval=0.5)
+
+
+def patch_spec(cluster, namespace, patch: dict) -> None:
+    cluster.kubectl("patch", "mdep", NAME, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": patch}))
+
+
+def new_version(cluster, namespace, version: str) -> None:
+    wait_status(cluster, namespace, f"version {version} to be trained", lambda s: (s.get("lastTraining") or {}).get("modelVersion") == version, timeout=300)
+
+
+def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
+    from mlflow import MlflowClient
+
+    fleet: Fleet = rollout_env["fleet"]
+    registry = MlflowClient(tracking_uri=rollout_env["mlflow"].url)
+    model_name = f"{namespace}-{NAME}"
+
+    # The first version has no champion to compare with: it serves once ready.
+    cluster.apply(yaml.safe_dump(resource(namespace, alpha=1.0)))
+    wait_status(cluster, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("phase") == "Serving")
+    fleet.serve("1", "champion")
+
+    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls) as traffic:
+        # 1. A healthy retrained version walks 20 → 60 → 100 and is promoted, alias first.
+        patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 2.0}}})
+        new_version(cluster, namespace, "2")
+        fleet.serve("2", "canary")
+        promoted = wait_status(cluster, namespace, "version 2 to be promoted", lambda s: s.get("championVersion") == "2" and s.get("phase") == "Serving", timeout=240)
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+        rollout = promoted["rollout"]
+        assert rollout["phase"] == "Promoted" and rollout["previousChampion"] == "1" and rollout["failedChecks"] == 0
+        assert {c["name"]: c["verdict"] for c in rollout["checks"]} == {"requests": "Successful", "errorRate": "Successful", "latencyP95": "Successful"}
+        assert condition(promoted["conditions"], "Promoted")["status"] == "True"
+        candidate_shares = [w.get(f"{NAME}-v2", 0) for w in traffic.seen]
+        assert [s for s in (20, 60, 100) if s in candidate_shares] == [20, 60, 100], traffic.seen
+        assert set(candidate_shares) <= {0, 20, 60, 100}, traffic.seen
+        steps = [e["message"] for e in events(cluster, namespace) if e["reason"] == "CanaryStep"]
+        assert any("step 3/3: version 2 takes 100%" in m for m in steps), steps
+        # The previous champion stays warm for an instant rollback: one replica, no traffic.
+        assert deployments(cluster, namespace) == {f"{NAME}-v1": 1, f"{NAME}-v2": 1}
+        assert route_weights(cluster, namespace) == {f"{NAME}-v2": 100}
+
+        # 2. A version whose predictions fail is rolled back on its error rate; the alias stays.
+        patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 3.0}}})
+        new_version(cluster, namespace, "3")
+        fleet.serve("3", "canary", fault={faultymodels.FAULT_ENV: "error"})
+        failed = wait_status(cluster, namespace, "version 3 to be rolled back", lambda s: (s.get("rollout") or {}).get("phase") == "RolledBack", timeout=180)
+        promoted_condition = condition(failed["conditions"], "Promoted")
+        assert promoted_condition["status"] == "False" and promoted_condition["reason"] == "AnalysisFailed"
+        assert "errorRate 1 is outside <= 0.05" in promoted_condition["message"], promoted_condition
+        assert failed["championVersion"] == "2" and failed["phase"] == "Degraded" and failed["rollout"]["candidate"] == "3"
+        assert route_weights(cluster, namespace) == {f"{NAME}-v2": 100}
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+        warnings = [e for e in events(cluster, namespace) if e["reason"] == "AnalysisFailed" and e["type"] == "Warning"]
+        assert warnings and any("errorRate" in e["message"] for e in warnings)
+        assert max(w.get(f"{NAME}-v3", 0) for w in traffic.seen) <= 20, traffic.seen  # it never left step 1
+        # Kept for inspection at no traffic, then removed (MODELSHIP_RETAIN_ROLLED_BACK_SECONDS=20).
+        assert f"{NAME}-v3" in deployments(cluster, namespace)
+        cluster.wait_until("version 3's pods to be removed", lambda: f"{NAME}-v3" not in deployments(cluster, namespace), timeout=60)
+        assert status_of(cluster, namespace)["rollout"]["phase"] == "RolledBack"  # and not rolled out again
+
+        # 3. Manual approval: every step passes, then it waits; approve promotes.
+        refused = modelship(cluster, "approve", NAME, "-n", namespace)
+        assert refused.returncode == 1 and "is not waiting for an approval" in refused.stderr and "nothing changed" in refused.stderr
+        patch_spec(cluster, namespace, {"rollout": {"approval": "manual"}, "training": {"hyperparameters": {"alpha": 4.0}}})
+        new_version(cluster, namespace, "4")
+        fleet.serve("4", "canary")
+        waiting = wait_status(cluster, namespace, "version 4 to await approval", lambda s: s.get("phase") == "AwaitingApproval", timeout=240)
+        assert waiting["rollout"]["awaitingApproval"] and waiting["championVersion"] == "2"
+        printed = modelship(cluster, "status", NAME, "-n", namespace)
+        assert printed.returncode == 0 and "AwaitingApproval" in printed.stdout and "requests" in printed.stdout, printed.stdout
+        time.sleep(6)  # it keeps waiting
+        assert status_of(cluster, namespace)["championVersion"] == "2"
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+        approved = modelship(cluster, "approve", NAME, "-n", namespace)
+        assert approved.returncode == 0, approved.stderr
+        wait_status(cluster, namespace, "version 4 to be promoted", lambda s: s.get("championVersion") == "4" and s.get("phase") == "Serving", timeout=60)
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "4"
+
+        # 4. Rollback after promotion: version 2 is still warm, so traffic goes back at once.
+        started = time.monotonic()
+        rolled = modelship(cluster, "rollback", NAME, "-n", namespace)
+        assert rolled.returncode == 0, rolled.stderr
+        cluster.wait_until("the route to send everything to version 2", lambda: route_weights(cluster, namespace) == {f"{NAME}-v2": 100}, timeout=30, interval=0.2)
+        seconds = time.monotonic() - started
+        back = wait_status(cluster, namespace, "version 2 to be champion again", lambda s: s.get("championVersion") == "2", timeout=30)
+        assert back["rollout"]["phase"] == "RolledBack" and condition(back["conditions"], "Promoted")["reason"] == "RolledBack"
+        assert back["phase"] == "Serving"
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+        print(f"rollback: route back on version 2 {seconds:.1f}s after `modelship rollback`")
+        again = modelship(cluster, "rollback", NAME, "-n", namespace)
+        assert again.returncode == 1 and "no previous version" in again.stderr
+
+    reasons = {e["reason"] for e in events(cluster, namespace)}
+    assert {"RolloutStarted", "CanaryStep", "Promoted", "AnalysisFailed", "AwaitingApproval", "RolledBack"} <= reasons
+    assert "Forbidden" not in rollout_env["operator"].log_path.read_text()
