@@ -52,7 +52,7 @@ def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, A
         del node["default"]  # "no value" is absence in Kubernetes; a null default is rejected
     out = {key: node[key] for key in _ORDER if key in node}
     if out.get("x-kubernetes-int-or-string"):
-        return {key: out[key] for key in ("description", "x-kubernetes-int-or-string") if key in out}
+        return {key: out[key] for key in ("description", "pattern", "x-kubernetes-int-or-string") if key in out}
     if out.get("x-kubernetes-preserve-unknown-fields"):
         out.setdefault("type", "object")
         return out
