@@ -223,6 +223,7 @@ def plan_rollout(
         sample,
         _user_requests(resource),
         rollout.Settings(retain_rolled_back=config.retain_rolled_back_seconds),
+        frozenset(version for version, state in observed.serving.items() if state.ready),
     )
     for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)

@@ -195,11 +195,13 @@ def decide(
     sample: AnalysisSample | None = None,
     requests: UserRequests = UserRequests(),
     settings: Settings = Settings(),
+    ready_versions: frozenset[str] = frozenset(),
 ) -> RolloutDecision:
-    """The traffic split and the rollout's next state."""
+    """The traffic split and the rollout's next state; ``ready_versions`` are the versions whose
+    pods are ready (a rollback waits for the previous champion's)."""
     state = state.model_copy(deep=True) if state else RolloutStatus()
     if champion and requests.rollback == champion and state.previous_champion and state.previous_champion != champion:
-        return _roll_back_promotion(spec, state, champion, now, settings)
+        return _roll_back_promotion(spec, state, champion, now, settings, state.previous_champion in ready_versions)
     if candidate is None:
         return _steady(state, champion, now)
     if state.candidate != candidate or state.phase not in IN_FLIGHT:
@@ -303,13 +305,19 @@ def _roll_back(state: RolloutStatus, champion: str, candidate: str, now: dt.date
     )
 
 
-def _roll_back_promotion(spec: RolloutSpec, state: RolloutStatus, champion: str, now: dt.datetime, settings: Settings) -> RolloutDecision:
-    """``modelship rollback``: all traffic back to the previous champion; warm, it is instant."""
+def _roll_back_promotion(spec: RolloutSpec, state: RolloutStatus, champion: str, now: dt.datetime, settings: Settings, previous_ready: bool) -> RolloutDecision:
+    """``modelship rollback``: all traffic back to the previous champion, at once while it is warm;
+    after the window its Deployment is made again and traffic moves once its pods are ready (the
+    request stays on the resource until then, so this is level-triggered like the rest)."""
     previous = state.previous_champion
     assert previous is not None
     warm_until = parse_time(state.warm_until)
-    how = "still warm" if warm_until and warm_until > now else "redeployed from MLflow"
-    message = f"rolled back from version {champion} to version {previous} ({how})"
+    warm = bool(warm_until and warm_until > now)
+    if not previous_ready:
+        state.message = f"rolling back from version {champion}: waiting for the pods of version {previous}"
+        keep: dict[str, int | None] = {champion: None, previous: None}
+        return RolloutDecision(weights={champion: 100}, champion=champion, rollout=state, keep=keep, requeue_after=_remember_warm(state, now, {}))
+    message = f"rolled back from version {champion} to version {previous} ({'still warm' if warm else 'redeployed from MLflow'})"
     state = RolloutStatus(
         candidate=champion,
         phase=RolloutPhase.rolled_back,

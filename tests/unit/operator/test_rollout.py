@@ -186,7 +186,7 @@ def test_abort_rolls_back_the_candidate():
 
 def test_rollback_after_promotion_is_instant_while_warm():
     promoted = run(SPEC, in_step(2), 20, measured=sample(20)).rollout
-    d = decide(SPEC, promoted, "2", None, False, at(60), requests=UserRequests(rollback="2"))
+    d = decide(SPEC, promoted, "2", None, False, at(60), requests=UserRequests(rollback="2"), ready_versions=frozenset({"1", "2"}))
     assert d.weights == {"1": 100} and d.champion == "1" and d.promote == "1"
     assert d.rollout.phase == "RolledBack" and d.rollout.candidate == "2" and "still warm" in d.rollout.message
     # Stale: once version 1 is champion, the same annotation asks nothing.
@@ -199,8 +199,12 @@ def test_rollback_after_the_window_redeploys_the_previous_version():
     later = at(20 + 1800 + 1)
     steady = decide(SPEC, promoted, "2", None, False, later)
     assert steady.keep == {"2": None}  # the warm copy is gone
-    d = decide(SPEC, promoted, "2", None, False, later, requests=UserRequests(rollback="2"))
-    assert d.champion == "1" and d.keep["1"] is None and "redeployed from MLflow" in d.rollout.message
+    # Its Deployment is made again; traffic stays on version 2 until its pods are ready.
+    waiting = decide(SPEC, promoted, "2", None, False, later, requests=UserRequests(rollback="2"), ready_versions=frozenset({"2"}))
+    assert waiting.champion == "2" and waiting.weights == {"2": 100} and waiting.keep == {"2": None, "1": None} and waiting.promote is None
+    assert waiting.rollout.message == "rolling back from version 2: waiting for the pods of version 1"
+    d = decide(SPEC, waiting.rollout, "2", None, False, later, requests=UserRequests(rollback="2"), ready_versions=frozenset({"1", "2"}))
+    assert d.champion == "1" and d.promote == "1" and d.weights == {"1": 100} and "redeployed from MLflow" in d.rollout.message
 
 
 def test_rolled_back_candidate_is_not_rolled_out_again():
