@@ -31,7 +31,7 @@ from servers import OperatorProcess, PrometheusServer
 
 from integration.test_operator import CRD, mlflow_server, service_account_kubeconfig  # noqa: F401  (mlflow_server is a fixture)
 from modelship.api import names
-from modelship.monitoring import rules
+from modelship.monitoring import dashboards, rules
 from modelship.operator.conditions import condition
 from spec_cases import REPO
 from testdata import CALIFORNIA_HOUSING
@@ -157,6 +157,8 @@ def rollout_env(cluster, namespace, mlflow_server, pod_runner, tmp_path) -> Iter
         # The training pods (local processes of the pod runner) import the fault-injecting estimator.
         patch.setenv("PYTHONPATH", faultymodels.with_pythonpath(dict(os.environ))["PYTHONPATH"])
         operator = OperatorProcess(kubeconfig, namespace, env, tmp_path / "operator.log").start()
+        # The operator's rollout gauges, for the dashboard's rollout row.
+        prometheus.add_group([f"127.0.0.1:{operator.port}"], {"namespace": "modelship-system", "pod": "modelship-operator"})
         try:
             yield {"operator": operator, "prometheus": prometheus, "fleet": fleet, "mlflow": mlflow_server}
         finally:
@@ -263,6 +265,16 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
         assert waiting["rollout"]["awaitingApproval"] and waiting["championVersion"] == "2"
         printed = modelship(cluster, "status", NAME, "-n", namespace)
         assert printed.returncode == 0 and "AwaitingApproval" in printed.stdout and "requests" in printed.stdout, printed.stdout
+        # Every query of the dashboard's rollout row answers from the real operator and servers.
+        variables = {"$model": model_name, "$namespace": namespace}
+        for title, _, expr, _ in dashboards.rollout_queries():
+            for variable, value in variables.items():
+                expr = expr.replace(variable, value)
+            answer = cluster.wait_until(f"data for {title!r}", lambda expr=expr: rollout_env["prometheus"].query(expr), timeout=30)
+            if "weight" in title:
+                assert {s["metric"]["version"]: float(s["value"][1]) for s in answer} == {"2": 0.0, "4": 100.0}
+            if "step" in title:
+                assert float(answer[0]["value"][1]) == 3
         time.sleep(6)  # it keeps waiting
         assert status_of(cluster, namespace)["championVersion"] == "2"
         assert registry.get_model_version_by_alias(model_name, "champion").version == "2"

@@ -207,6 +207,7 @@ class Controller:
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             metrics.PROMOTIONS.inc()
+        metrics.record_rollout(resource.registered_model_name, decision.status)
         patch = status_patch(status, decision.status)
         if patch:
             await run(self.kube.patch_status, namespace, name, patch)
@@ -241,6 +242,7 @@ class Controller:
             await run(self.kube.post_event, body, "Warning", "InvalidSpec", message)
 
     async def forget(self, model_name: str) -> None:
+        metrics.forget_rollout(model_name)
         try:
             await asyncio.to_thread(registry.forget, self.config.mlflow_tracking_uri, model_name)
         except Exception as error:  # deletion never waits on MLflow

@@ -280,3 +280,30 @@ def test_bad_custom_metrics_are_rejected_naming_the_field(metric, problem):
     with pytest.raises(ValidationError) as error:
         ModelDeployment.model_validate(raw)
     assert any(problem in line for line in format_errors(error.value)), format_errors(error.value)
+
+
+def test_rollout_gauges_follow_the_status():
+    from prometheus_client import REGISTRY
+
+    from modelship.operator import metrics
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels)
+
+    in_step = {
+        "traffic": [{"version": "1", "weight": 80, "role": "champion"}, {"version": "2", "weight": 20, "role": "canary"}],
+        "rollout": {"candidate": "2", "phase": "Progressing", "stepIndex": 1, "checks": [{"name": "errorRate", "verdict": "Failed", "value": 0.3}]},
+    }
+    metrics.record_rollout("gauged", in_step)
+    assert value("modelship_operator_rollout_step", model="gauged") == 2
+    assert value("modelship_operator_rollout_phase", model="gauged", phase="Progressing") == 1
+    assert value("modelship_operator_traffic_weight", model="gauged", version="2") == 20
+    assert value("modelship_operator_analysis_verdict", model="gauged", check="errorRate", verdict="Failed") == 1
+    assert value("modelship_operator_analysis_verdict", model="gauged", check="errorRate", verdict="Successful") == 0
+    metrics.record_rollout("gauged", {"traffic": [{"version": "2", "weight": 100, "role": "champion"}], "rollout": {"candidate": "2", "phase": "Promoted"}})
+    assert value("modelship_operator_traffic_weight", model="gauged", version="1") is None  # gone, not frozen
+    assert value("modelship_operator_rollout_step", model="gauged") == 0
+    assert value("modelship_operator_analysis_value", model="gauged", check="errorRate") is None
+    metrics.forget_rollout("gauged")
+    assert value("modelship_operator_traffic_weight", model="gauged", version="2") is None
+    assert value("modelship_operator_rollout_phase", model="gauged", phase="Promoted") is None
