@@ -107,7 +107,7 @@ def _register_components() -> None:
     app.command(help=serve.__doc__)(serve)
     app.command(help=run.__doc__)(run)
     app.command(help=operator.__doc__)(operator)
-    for command in (requests.approve, requests.abort, requests.rollback, requests.status):
+    for command in (requests.approve, requests.abort, requests.rollback, requests.promote, requests.status):
         app.command(help=command.__doc__)(command)
 
 

@@ -8,7 +8,9 @@ requests to each version in the proportion the operator's HTTPRoute says.
 Scenarios, one resource, in order: a healthy retrained version goes through its steps and is
 promoted; a version whose predictions fail is rolled back with the condition naming the metric;
 with manual approval the rollout waits and proceeds on ``modelship approve``; ``modelship
-rollback`` restores the previous champion."""
+rollback`` restores the previous champion; an A/B test pins header-matched requests to their
+variant, reports each variant's figures and ends on ``modelship promote --variant``. A second
+test SIGKILLs the operator at ten points across a canary."""
 
 from __future__ import annotations
 
@@ -98,12 +100,16 @@ class TrafficDriver:
     does not care how a request reaches a backend: with a gateway, ``urls`` maps every backend
     to the gateway and the split is the gateway's."""
 
-    def __init__(self, read_weights: Callable[[], dict[str, int]], urls: dict[str, str], rate: float = 25) -> None:
+    def __init__(self, read_weights: Callable[[], dict[str, int]], urls: dict[str, str], rate: float = 25, read_pins: Callable[[], dict[tuple[str, str], str]] | None = None) -> None:
         self.read_weights = read_weights
         self.urls = urls
         self.rate = rate
         self.seen: list[dict[str, int]] = []
         self.sent: dict[str, int] = {}
+        #: (header name, value) → backend, from the route's header rules; every third request
+        #: carries each header, and its answer's variant is recorded in ``pinned``.
+        self.read_pins = read_pins
+        self.pinned: dict[tuple[str, str], list[str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -117,19 +123,31 @@ class TrafficDriver:
 
     def _run(self) -> None:
         weights: dict[str, int] = {}
+        pins: dict[tuple[str, str], str] = {}
         refreshed = 0.0
+        count = 0
         with httpx.Client(timeout=5) as client:
             while not self._stop.is_set():
+                count += 1
                 if time.monotonic() - refreshed > 0.5:
                     try:
                         weights = self.read_weights()
+                        pins = self.read_pins() if self.read_pins else {}
                     except Exception:  # noqa: BLE001 - the route may not exist yet
-                        weights = {}
+                        weights, pins = {}, {}
                     refreshed = time.monotonic()
                     if weights and (not self.seen or self.seen[-1] != weights):
                         self.seen.append(dict(weights))
                 live = {b: w for b, w in weights.items() if w > 0 and b in self.urls}
-                if live:
+                pinned = [(header, backend) for header, backend in pins.items() if backend in self.urls]
+                if pinned and count % 3 == 0:
+                    header, backend = pinned[count // 3 % len(pinned)]
+                    try:
+                        answer = client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD, headers=dict([header]))
+                        self.pinned.setdefault(header, []).append(answer.headers.get("x-model-variant", "?"))
+                    except httpx.HTTPError:
+                        pass
+                elif live:
                     backend = random.choices(list(live), weights=list(live.values()))[0]
                     try:
                         client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD)
@@ -177,6 +195,24 @@ def route_weights(cluster, namespace) -> dict[str, int]:
     return {b["name"]: b["weight"] for b in route["spec"]["rules"][-1]["backendRefs"]}
 
 
+def route_pins(cluster, namespace) -> dict[tuple[str, str], str]:
+    """(header, value) → backend of the route's header rules."""
+    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+    return {
+        (header["name"], header["value"]): rule["backendRefs"][0]["name"]
+        for rule in route["spec"]["rules"][:-1]
+        for match in rule["matches"]
+        for header in match.get("headers") or []
+    }
+
+
+def pod_variant(cluster, namespace, version: str) -> str:
+    """The variant the operator gave a version's pods (what its model server reports)."""
+    deployment = cluster.kubectl_json("get", "deployment", f"{NAME}-v{version}", "-n", namespace)
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return next(e["value"] for e in env if e["name"] == names.ENV_VARIANT)
+
+
 def deployments(cluster, namespace) -> dict[str, int | None]:
     items = cluster.kubectl_json("get", "deployments", "-n", namespace, "-l", f"{names.DEPLOYMENT_LABEL}={NAME}")["items"]
     return {d["metadata"]["name"]: d["spec"].get("replicas") for d in items}
@@ -216,7 +252,7 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
     wait_status(cluster, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("phase") == "Serving")
     fleet.serve("1", "champion")
 
-    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls) as traffic:
+    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls, read_pins=lambda: route_pins(cluster, namespace)) as traffic:
         # 1. A healthy retrained version walks 20 → 60 → 100 and is promoted, alias first.
         patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 2.0}}})
         new_version(cluster, namespace, "2")
@@ -297,6 +333,122 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
         again = modelship(cluster, "rollback", NAME, "-n", namespace)
         assert again.returncode == 1 and "no previous version" in again.stderr
 
+        # 5. An A/B test: the header pins requests to the challenger, the rest split 70/30; the
+        #    status carries each variant's live figures; it runs until a person promotes one.
+        variants = [
+            {"name": "champion", "modelVersion": "champion", "weight": 70},
+            {"name": "challenger", "modelVersion": "challenger", "weight": 30, "headerMatch": {"name": "x-variant", "value": "challenger"}},
+        ]
+        patch_spec(cluster, namespace, {"rollout": {"strategy": "abTest", "abTest": {"variants": variants}}, "training": {"hyperparameters": {"alpha": 5.0}}})
+        new_version(cluster, namespace, "5")
+        cluster.wait_until("the challenger's Deployment", lambda: f"{NAME}-v5" in deployments(cluster, namespace), timeout=60)
+        assert pod_variant(cluster, namespace, "5") == "challenger" and pod_variant(cluster, namespace, "2") == "champion"
+        fleet.serve("5", pod_variant(cluster, namespace, "5"))
+        testing = wait_status(
+            cluster, namespace, "per-variant figures from Prometheus",
+            lambda s: (s.get("rollout") or {}).get("phase") == "ABTesting" and all((v.get("requests") or 0) > 0 for v in s["rollout"].get("variants") or [{}]),
+            timeout=120,
+        )
+        assert testing["phase"] == "Progressing" and testing["championVersion"] == "2"
+        assert {v["name"]: (v["version"], v["weight"]) for v in testing["rollout"]["variants"]} == {"champion": ("2", 70), "challenger": ("5", 30)}
+        assert route_weights(cluster, namespace) == {f"{NAME}-v2": 70, f"{NAME}-v5": 30}
+        assert route_pins(cluster, namespace) == {("x-variant", "challenger"): f"{NAME}-v5"}
+        cluster.wait_until("header-pinned requests", lambda: len(traffic.pinned.get(("x-variant", "challenger"), [])) >= 10, timeout=60)
+        assert set(traffic.pinned[("x-variant", "challenger")]) == {"challenger"}, traffic.pinned
+        time.sleep(5)  # it runs until promoted
+        assert status_of(cluster, namespace)["championVersion"] == "2"
+        refused = modelship(cluster, "promote", NAME, "-n", namespace, "--variant", "blue")
+        assert refused.returncode == 1 and "no variant 'blue'" in refused.stderr
+        assert modelship(cluster, "promote", NAME, "-n", namespace, "--variant", "challenger").returncode == 0
+        wait_status(cluster, namespace, "the challenger to be champion", lambda s: s.get("championVersion") == "5" and s.get("phase") == "Serving", timeout=60)
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "5"
+        assert route_weights(cluster, namespace) == {f"{NAME}-v5": 100}
+
     reasons = {e["reason"] for e in events(cluster, namespace)}
-    assert {"RolloutStarted", "CanaryStep", "Promoted", "AnalysisFailed", "AwaitingApproval", "RolledBack"} <= reasons
+    assert {"RolloutStarted", "CanaryStep", "Promoted", "AnalysisFailed", "AwaitingApproval", "RolledBack", "ABTestStarted"} <= reasons
     assert "Forbidden" not in rollout_env["operator"].log_path.read_text()
+
+
+def restart(operator: OperatorProcess, failpoints: str = "") -> None:
+    """Start the operator again (after a SIGKILL), with these crash points armed."""
+    operator.env = {**operator.env, names.ENV_FAILPOINTS: failpoints}
+    operator.start()
+
+
+def kill_and_restart(operator: OperatorProcess, kills: list[str], point: str, failpoints: str = "") -> None:
+    operator.kill()
+    kills.append(point)
+    restart(operator, failpoints)
+
+
+def test_operator_killed_across_a_canary_reaches_the_same_end(cluster, namespace, rollout_env):
+    from mlflow import MlflowClient
+
+    fleet: Fleet = rollout_env["fleet"]
+    operator: OperatorProcess = rollout_env["operator"]
+    registry = MlflowClient(tracking_uri=rollout_env["mlflow"].url)
+    model_name = f"{namespace}-{NAME}"
+    kills: list[str] = []
+
+    def rollout_phase() -> str | None:
+        return (status_of(cluster, namespace).get("rollout") or {}).get("phase")
+
+    def at_step(step: str) -> bool:
+        rollout = status_of(cluster, namespace).get("rollout") or {}
+        return rollout.get("phase") == "Progressing" and rollout.get("step") == step
+
+    def died() -> bool:
+        return operator.process is not None and operator.process.poll() is not None
+
+    cluster.apply(yaml.safe_dump(resource(namespace, alpha=1.0, approval="manual")))
+    wait_status(cluster, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("phase") == "Serving")
+    fleet.serve("1", "champion")
+    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls) as traffic:
+        patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 2.0}}})
+        new_version(cluster, namespace, "2")
+        kill_and_restart(operator, kills, "candidate trained, before its rollout started")
+        fleet.serve("2", "canary")
+        for step in ("1/3", "2/3", "3/3"):
+            cluster.wait_until(f"step {step}", lambda step=step: at_step(step), timeout=180, interval=0.3)
+            kill_and_restart(operator, kills, f"step {step} just entered")
+            time.sleep(3)
+            if at_step(step):
+                kill_and_restart(operator, kills, f"mid step {step}")
+        cluster.wait_until("the approval wait", lambda: rollout_phase() == "AwaitingApproval", timeout=180, interval=0.3)
+        for _ in range(2):
+            kill_and_restart(operator, kills, "awaiting approval")
+            time.sleep(2)
+            assert rollout_phase() == "AwaitingApproval" and status_of(cluster, namespace)["championVersion"] == "1"
+        # The approval is acted on by an operator that dies right after moving the alias.
+        kill_and_restart(operator, kills, "awaiting approval (crash point armed)", failpoints="after-alias-move")
+        assert modelship(cluster, "approve", NAME, "-n", namespace).returncode == 0
+        cluster.wait_until("the operator to die after moving the alias", died, timeout=60)
+        kills.append("between the alias move and the status write (promotion)")
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "2"
+        assert status_of(cluster, namespace)["championVersion"] == "1"  # the status did not say so yet
+        restart(operator)
+        wait_status(cluster, namespace, "version 2 to be champion", lambda s: s.get("championVersion") == "2" and s.get("phase") == "Serving", timeout=60)
+
+        # Rollback, with a crash between the alias move and the status write, and one right after.
+        kill_and_restart(operator, kills, "serving version 2 (crash point armed)", failpoints="after-alias-move")
+        assert modelship(cluster, "rollback", NAME, "-n", namespace).returncode == 0
+        cluster.wait_until("the operator to die after moving the alias back", died, timeout=60)
+        kills.append("between the alias move and the status write (rollback)")
+        assert registry.get_model_version_by_alias(model_name, "champion").version == "1"
+        restart(operator)
+        wait_status(cluster, namespace, "version 1 to be champion again", lambda s: s.get("championVersion") == "1", timeout=60)
+        kill_and_restart(operator, kills, "rolled back")
+        time.sleep(3)
+
+    assert len(kills) >= 10, kills
+    final = status_of(cluster, namespace)
+    assert final["championVersion"] == "1" and final["phase"] == "Serving" and final["rollout"]["phase"] == "RolledBack"
+    assert route_weights(cluster, namespace) == {f"{NAME}-v1": 100}
+    assert registry.get_model_version_by_alias(model_name, "champion").version == "1"
+    promotions = [e for e in events(cluster, namespace) if e["reason"] == "Promoted" and "version 2" in e["message"]]
+    assert sum(e.get("count", 1) for e in promotions) == 1, promotions  # no second promotion
+    # The candidate never got more than its step's weight, and never went back and forth.
+    shares = [w.get(f"{NAME}-v2", 0) for w in traffic.seen]
+    ordered = [s for i, s in enumerate(shares) if i == 0 or s != shares[i - 1]]
+    assert ordered == [0, 20, 60, 100, 0], (ordered, traffic.seen)
+    print(f"SIGKILLed at {len(kills)} points: {kills}")

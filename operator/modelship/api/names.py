@@ -30,6 +30,8 @@ APPROVE_ANNOTATION = PREFIX + "approve"
 ABORT_ANNOTATION = PREFIX + "abort"
 #: Send all traffic back to the previous champion (value: the champion version to leave).
 ROLLBACK_ANNOTATION = PREFIX + "rollback"
+#: End an A/B test by making a variant's version champion (value: ``<variant>:<version>``).
+PROMOTE_ANNOTATION = PREFIX + "promote"
 
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
@@ -49,3 +51,5 @@ ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 # --- environment of the operator -------------------------------------------------------
 #: Base URL of the Prometheus HTTP API the canary analysis queries.
 ENV_PROMETHEUS_URL = "MODELSHIP_PROMETHEUS_URL"
+#: Crash points armed for restart tests (modelship.operator.failpoints); never set in production.
+ENV_FAILPOINTS = "MODELSHIP_FAILPOINTS"

@@ -763,8 +763,21 @@ class RolloutPhase(str, Enum):
     waiting = "Waiting"  #: the candidate's pods are not ready yet
     progressing = "Progressing"  #: a canary step is in flight
     awaiting_approval = "AwaitingApproval"  #: every step passed; waiting for modelship approve
+    ab_testing = "ABTesting"  #: variants served side by side until a person promotes one
     promoted = "Promoted"  #: the candidate became champion
     rolled_back = "RolledBack"  #: the candidate was taken out of traffic
+
+
+class VariantStatus(ApiModel):
+    """One arm of an A/B test, with its live metrics over the last analysis window."""
+
+    name: str = Field(..., description="Variant name.")
+    version: str = Field(..., description="Model version it resolves to.")
+    weight: int = Field(..., ge=0, le=100, description="Percent of the requests no header pins.")
+    header: str | None = Field(None, description="name=value of the header that pins requests to it.")
+    requests: float | None = Field(None, description="Requests its version answered in the window.")
+    error_rate: float | None = Field(None, description="Share of those that failed with a server error.")
+    latency_p95: float | None = Field(None, description="95th-percentile latency in seconds.")
 
 
 class RolloutStatus(ApiModel):
@@ -788,6 +801,7 @@ class RolloutStatus(ApiModel):
     previous_champion: str | None = Field(None, description="Champion before the last promotion, kept warm for an instant rollback.")
     warm_until: str | None = Field(None, description="When the previous champion is removed (RFC 3339).")
     retire_at: str | None = Field(None, description="When a rolled-back candidate's pods are removed (RFC 3339).")
+    variants: list[VariantStatus] | None = Field(None, description="Arms of the A/B test in flight, with their metrics.")
 
 
 class ModelDeploymentStatus(ApiModel):

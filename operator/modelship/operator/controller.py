@@ -17,14 +17,14 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from modelship.api import ModelDeployment, format_errors
+from modelship.api import ModelDeployment, format_errors, parse_duration
 from modelship.api.names import TRIGGER_ANNOTATION
-from modelship.operator import metrics, registry, rollout
+from modelship.operator import failpoints, metrics, registry, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
 from modelship.operator.prometheus import PrometheusClient
-from modelship.operator.reconcile import plan, rollout_state
+from modelship.operator.reconcile import candidate_version, plan, rollout_state
 
 log = logging.getLogger("modelship.operator")
 Key = tuple[str, str]
@@ -190,13 +190,16 @@ class Controller:
             if recovered:
                 observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
 
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        now = dt.datetime.now(dt.timezone.utc)
         sample = None
         state = rollout_state(status)
         step_started = rollout.analysis_due(resource.spec.rollout, state, now)
         if step_started is not None and state and state.candidate:
             sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
-        decision = plan(resource, status, observed, self.config, now, sample)
+        variant_samples = None
+        if rollout.ab_analysis_due(resource.spec.rollout, state, now):
+            variant_samples = await self._measure_variants(resource, status, now)
+        decision = plan(resource, status, observed, self.config, now, sample, variant_samples)
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
@@ -206,6 +209,7 @@ class Controller:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
+            failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
             metrics.PROMOTIONS.inc()
         metrics.record_rollout(resource.registered_model_name, decision.status)
         patch = status_patch(status, decision.status)
@@ -222,6 +226,14 @@ class Controller:
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
         if decision.requeue_after is not None:
             self.look_again(namespace, name, decision.requeue_after)
+
+    async def _measure_variants(self, resource: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> dict[str, rollout.AnalysisSample]:
+        """Each A/B version over the last two analysis intervals (at least 30 s)."""
+        candidate = candidate_version(status, status.get("lastTraining") or {})
+        versions = {version for _, version in rollout.resolve_variants(resource.spec.rollout, status.get("championVersion"), candidate)}
+        window = dt.timedelta(seconds=max(2 * parse_duration(resource.spec.rollout.analysis.interval), 30))
+        samples = await asyncio.gather(*(self.prometheus.measure(resource, version, now - window, now) for version in sorted(versions)))
+        return dict(zip(sorted(versions), samples))
 
     async def _registry(self, func, *args):
         try:

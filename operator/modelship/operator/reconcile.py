@@ -120,14 +120,16 @@ def plan(
     config: OperatorConfig,
     now: dt.datetime,
     sample: rollout.AnalysisSample | None = None,
+    variant_samples: dict[str, rollout.AnalysisSample] | None = None,
 ) -> Plan:
     """Everything that should change for ``resource``; ``status`` is its current status (wire
-    form); ``sample`` is the candidate's analysis when :func:`rollout.analysis_due` said so."""
+    form); ``sample`` is the candidate's analysis when :func:`rollout.analysis_due` said so, and
+    ``variant_samples`` each A/B version's when :func:`rollout.ab_analysis_due` did."""
     result = Plan()
     status = copy.deepcopy(status or {})
     conditions = Conditions(status.get("conditions") or [], rollout.timestamp(now), resource.metadata.generation)
     training = plan_training(resource, status, observed, config, now, result, conditions)
-    decision = plan_rollout(resource, status, observed, config, now, sample, training, result, conditions)
+    decision = plan_rollout(resource, status, observed, config, now, sample, training, result, conditions, variant_samples)
     plan_status(resource, status, observed, config, training, decision, result, conditions)
     return result
 
@@ -179,6 +181,7 @@ def _user_requests(resource: ModelDeployment) -> rollout.UserRequests:
         approve=annotations.get(names.APPROVE_ANNOTATION),
         abort=annotations.get(names.ABORT_ANNOTATION),
         rollback=annotations.get(names.ROLLBACK_ANNOTATION),
+        promote=annotations.get(names.PROMOTE_ANNOTATION),
     )
 
 
@@ -208,6 +211,7 @@ def plan_rollout(
     training: TrainingState,
     result: Plan,
     conditions: Conditions,
+    variant_samples: dict[str, rollout.AnalysisSample] | None = None,
 ) -> rollout.RolloutDecision:
     """Serving objects of every version that takes part, the route's split, and promotion."""
     champion = status.get("championVersion")
@@ -224,10 +228,13 @@ def plan_rollout(
         _user_requests(resource),
         rollout.Settings(retain_rolled_back=config.retain_rolled_back_seconds),
         frozenset(version for version, state in observed.serving.items() if state.ready),
+        variant_samples,
     )
     for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)
-        variant = existing.variant if existing and existing.variant else (CANARY if version == decision.candidate else CHAMPION)
+        # A/B pods carry their variant's name; otherwise a version keeps the label it started with
+        # (a new label would restart its pods on promotion).
+        variant = decision.variants.get(version) or (existing.variant if existing and existing.variant else (CANARY if version == decision.candidate else CHAMPION))
         result.apply.append(builders.serving_deployment(resource, config, version, variant, replicas=replicas))
         result.apply.append(builders.serving_service(resource, version, variant))
         hpa = builders.serving_hpa(resource, version, variant) if replicas is None else None
@@ -236,7 +243,7 @@ def plan_rollout(
         elif resource.spec.serving.autoscaling and existing:
             result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", builders.serving_name(resource.metadata.name, version)))
     if decision.weights:
-        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights))
+        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes))
     for version in observed.serving:
         if version not in decision.keep:
             deployment_name = builders.serving_name(resource.metadata.name, version)
@@ -305,6 +312,8 @@ def plan_status(
             conditions.set(PROGRESSING, True, "Canary", state.message or "")
         elif rollout_phase == RolloutPhase.awaiting_approval.value:
             conditions.set(PROGRESSING, True, "AwaitingApproval", state.message or "")
+        elif rollout_phase == RolloutPhase.ab_testing.value:
+            conditions.set(PROGRESSING, True, "ABTesting", state.message or "")
         else:
             conditions.set(PROGRESSING, False, "Idle", "nothing in flight")
 
@@ -312,7 +321,7 @@ def plan_status(
         phase = Phase.training
     elif rollout_phase == RolloutPhase.waiting.value:
         phase = Phase.deploying
-    elif rollout_phase == RolloutPhase.progressing.value:
+    elif rollout_phase in (RolloutPhase.progressing.value, RolloutPhase.ab_testing.value):
         phase = Phase.progressing
     elif rollout_phase == RolloutPhase.awaiting_approval.value:
         phase = Phase.awaiting_approval

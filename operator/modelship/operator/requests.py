@@ -48,6 +48,19 @@ def rollback_request(body: dict[str, Any]) -> tuple[str, str]:
     return names.ROLLBACK_ANNOTATION, champion
 
 
+def promote_request(body: dict[str, Any], variant: str) -> tuple[str, str]:
+    name = body["metadata"]["name"]
+    rollout = (body.get("status") or {}).get("rollout") or {}
+    if rollout.get("phase") != RolloutPhase.ab_testing.value:
+        raise RequestRefused(f"{name} runs no A/B test (rollout phase: {rollout.get('phase') or 'none'})")
+    arms = {v["name"]: v["version"] for v in rollout.get("variants") or []}
+    if variant not in arms:
+        raise RequestRefused(f"{name} has no variant {variant!r}; one of {', '.join(arms)}")
+    if arms[variant] == (body.get("status") or {}).get("championVersion"):
+        raise RequestRefused(f"variant {variant} serves version {arms[variant]}, the champion already")
+    return names.PROMOTE_ANNOTATION, f"{variant}:{arms[variant]}"
+
+
 def describe(body: dict[str, Any]) -> str:
     """The rollout for people: phase, traffic, the current step, the last checks, what it waits for."""
     meta = body["metadata"]
@@ -73,6 +86,12 @@ def describe(body: dict[str, Any]) -> str:
             for check in rollout["checks"]:
                 value = "-" if check.get("value") is None else f"{check['value']:.4g}"
                 lines.append(f"    {check['name']:<12} {check['verdict']:<13} {value:>10}  {check.get('threshold') or ''}  {check.get('message') or ''}".rstrip())
+        for arm in rollout.get("variants") or []:
+            figures = ", ".join(
+                f"{label} {arm[key]:.4g}" for key, label in (("requests", "requests"), ("errorRate", "error rate"), ("latencyP95", "p95 s")) if arm.get(key) is not None
+            )
+            pinned = f", header {arm['header']}" if arm.get("header") else ""
+            lines.append(f"  variant:   {arm['name']} → version {arm['version']} ({arm['weight']}%{pinned}) {figures}".rstrip())
         if rollout.get("previousChampion"):
             lines.append(f"  previous:  version {rollout['previousChampion']} (warm until {rollout.get('warmUntil') or '-'}; `modelship rollback {meta['name']}`)")
         if rollout.get("message"):
@@ -133,6 +152,11 @@ def abort(name: str = _NAME, namespace: str = _NAMESPACE) -> None:
 def rollback(name: str = _NAME, namespace: str = _NAMESPACE) -> None:
     """Send all traffic back to the previous champion (sets the modelship.io/rollback annotation)."""
     _request(rollback_request, name, namespace, "{name}: rolling back from version {version}")
+
+
+def promote(name: str = _NAME, namespace: str = _NAMESPACE, variant: str = typer.Option(..., "--variant", help="The A/B variant whose version becomes champion.")) -> None:
+    """End an A/B test: make a variant's version champion (sets the modelship.io/promote annotation)."""
+    _request(lambda body: promote_request(body, variant), name, namespace, "{name}: promoting " + variant + " (variant:version {version})")
 
 
 def status(name: str = _NAME, namespace: str = _NAMESPACE) -> None:

@@ -18,15 +18,31 @@ import math
 from dataclasses import dataclass, field
 
 from modelship.api import parse_duration
-from modelship.api.v1alpha1 import AnalysisSpec, Approval, CheckResult, RolloutPhase, RolloutSpec, RolloutStatus, RolloutStrategy, Verdict
+from modelship.api.v1alpha1 import (
+    AbVariant,
+    AnalysisSpec,
+    Approval,
+    CheckResult,
+    RolloutPhase,
+    RolloutSpec,
+    RolloutStatus,
+    RolloutStrategy,
+    VariantStatus,
+    Verdict,
+)
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+from modelship.operator.traffic import HeaderRoute
 
 #: Phases in which a candidate takes part in traffic (or is about to).
-IN_FLIGHT = (RolloutPhase.waiting.value, RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value)
+IN_FLIGHT = (RolloutPhase.waiting.value, RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value, RolloutPhase.ab_testing.value)
 
 
-def timestamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def timestamp(moment: dt.datetime, precise: bool = False) -> str:
+    """RFC 3339 in UTC, whole seconds; ``precise`` keeps milliseconds (when there are any), so a
+    step's pause is timed from when it really began, not from the second before."""
+    moment = moment.astimezone(dt.timezone.utc)
+    spec = "milliseconds" if precise and moment.microsecond >= 1000 else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def parse_time(text: str | None) -> dt.datetime | None:
@@ -120,6 +136,8 @@ class UserRequests:
     approve: str | None = None
     abort: str | None = None
     rollback: str | None = None
+    #: ``<variant>:<version>``: end the A/B test with that variant's version as champion.
+    promote: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,10 @@ class RolloutDecision:
     failure: str | None = None
     #: Seconds until something is due (a pause's end, the next analysis, a retirement).
     requeue_after: float | None = None
+    #: Requests pinned to one version by a header (A/B tests), before the weighted split.
+    header_routes: tuple[HeaderRoute, ...] = ()
+    #: Version → the variant name its pods carry (A/B tests).
+    variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def candidate(self) -> str | None:
@@ -196,12 +218,17 @@ def decide(
     requests: UserRequests = UserRequests(),
     settings: Settings = Settings(),
     ready_versions: frozenset[str] = frozenset(),
+    variant_samples: dict[str, AnalysisSample] | None = None,
 ) -> RolloutDecision:
     """The traffic split and the rollout's next state; ``ready_versions`` are the versions whose
     pods are ready (a rollback waits for the previous champion's)."""
     state = state.model_copy(deep=True) if state else RolloutStatus()
     if champion and requests.rollback == champion and state.previous_champion and state.previous_champion != champion:
         return _roll_back_promotion(spec, state, champion, now, settings, state.previous_champion in ready_versions)
+    if spec.strategy == RolloutStrategy.ab_test.value and spec.ab_test is not None and champion:
+        resolved = resolve_variants(spec, champion, candidate)
+        if any(version != champion for _, version in resolved):
+            return _ab_test(spec, state, champion, candidate, resolved, now, requests, ready_versions, variant_samples or {})
     if candidate is None:
         return _steady(state, champion, now)
     if state.candidate != candidate or state.phase not in IN_FLIGHT:
@@ -210,8 +237,6 @@ def decide(
         started = [Notice("Normal", "RolloutStarted", f"version {candidate} rolls out ({how})")]
         if spec.mirror:
             started.append(Notice("Warning", "MirrorNotSupported", "rollout.mirror is accepted but not acted on yet: the candidate gets no shadow traffic"))
-        if spec.strategy == RolloutStrategy.ab_test.value:
-            started.append(Notice("Warning", "AbTestNotSupported", "strategy abTest is accepted but not acted on yet: the candidate is promoted once ready"))
     else:
         started = []
     if champion is None or spec.strategy != RolloutStrategy.canary.value:
@@ -369,7 +394,7 @@ def _canary(
         checks = judge(analysis, sample)
         verdict = overall(checks)
         state.checks = checks
-        state.last_analysis_at = timestamp(sample.at)
+        state.last_analysis_at = timestamp(sample.at, precise=True)
         state.step_passed = verdict == Verdict.successful
         if verdict == Verdict.failed:
             state.failed_checks += 1
@@ -440,7 +465,7 @@ def _enter_step(state: RolloutStatus, spec: RolloutSpec, index: int, now: dt.dat
     state.step_index = index
     state.step = f"{index + 1}/{len(steps)}"
     state.step_weight = steps[index].weight
-    state.step_started_at = timestamp(now)
+    state.step_started_at = timestamp(now, precise=True)
     state.checks = []
     state.step_passed = None
     state.inconclusive_checks = 0
@@ -461,3 +486,94 @@ def analysis_due(spec: RolloutSpec, state: RolloutStatus | None, now: dt.datetim
     last = parse_time(state.last_analysis_at)
     since = max(last, started) if last else started
     return started if now >= since + interval else None
+
+
+# --- A/B tests ---------------------------------------------------------------------------
+
+
+def resolve_variants(spec: RolloutSpec, champion: str | None, candidate: str | None) -> list[tuple[AbVariant, str]]:
+    """Each variant with the version it serves: ``champion``, ``challenger`` (the newest version
+    that passed its gate, the champion while there is none) or a version number."""
+    assert spec.ab_test is not None
+    resolved = []
+    for variant in spec.ab_test.variants:
+        if variant.model_version == "champion":
+            version = champion
+        elif variant.model_version == "challenger":
+            version = candidate or champion
+        else:
+            version = variant.model_version
+        if version:
+            resolved.append((variant, version))
+    return resolved
+
+
+def ab_analysis_due(spec: RolloutSpec, state: RolloutStatus | None, now: dt.datetime) -> bool:
+    """Whether the variants' metrics should be measured now."""
+    if spec.strategy != RolloutStrategy.ab_test.value or state is None or state.phase != RolloutPhase.ab_testing.value:
+        return False
+    last = parse_time(state.last_analysis_at)
+    return last is None or now >= last + dt.timedelta(seconds=parse_duration(spec.analysis.interval))
+
+
+def _ab_test(
+    spec: RolloutSpec,
+    state: RolloutStatus,
+    champion: str,
+    candidate: str | None,
+    resolved: list[tuple[AbVariant, str]],
+    now: dt.datetime,
+    requests: UserRequests,
+    ready_versions: frozenset[str],
+    samples: dict[str, AnalysisSample],
+) -> RolloutDecision:
+    """Variants side by side: header matches pin requests, the rest split by weight; live
+    metrics per variant in status; nothing is promoted until a person promotes a variant."""
+    notices: list[Notice] = []
+    arms = ", ".join(f"{v.name} → version {version} ({v.weight}%)" for v, version in resolved)
+    if state.phase != RolloutPhase.ab_testing.value or state.candidate != candidate:
+        state = RolloutStatus(candidate=candidate, phase=RolloutPhase.ab_testing, previous_champion=state.previous_champion, warm_until=state.warm_until)
+        notices.append(Notice("Normal", "ABTestStarted", f"A/B test: {arms}"))
+    if requests.promote:
+        name, _, version = requests.promote.partition(":")
+        chosen = next((ver for v, ver in resolved if v.name == name and ver == version), None)
+        if chosen and chosen != champion:
+            decision = _promote(spec, state, champion, chosen, now, f"variant {name} promoted by request")
+            decision.rollout.variants = None
+            decision.notices[:0] = notices
+            return decision
+    previous = {(v.name, v.version): v for v in state.variants or []}
+    variants = []
+    for variant, version in resolved:
+        sample = samples.get(version)
+        if sample is None:
+            kept = previous.get((variant.name, version))
+            measured = (kept.requests, kept.error_rate, kept.latency_p95) if kept else (None, None, None)
+        else:
+            measured = (sample.get(CHECK_REQUESTS).value, sample.get(CHECK_ERROR_RATE).value, sample.get(CHECK_LATENCY_P95).value)
+        header = f"{variant.header_match.name}={variant.header_match.value}" if variant.header_match else None
+        variants.append(VariantStatus(name=variant.name, version=version, weight=variant.weight, header=header, requests=_finite(measured[0]), error_rate=_finite(measured[1]), latency_p95=_finite(measured[2])))
+    state.variants = variants
+    if samples:
+        state.last_analysis_at = timestamp(now, precise=True)
+    keep: dict[str, int | None] = {version: None for _, version in resolved}
+    keep.setdefault(champion, None)
+    delay = _remember_warm(state, now, keep)
+    labels: dict[str, str] = {}
+    for variant, version in resolved:
+        labels.setdefault(version, variant.name)
+    waiting = sorted(version for version in keep if version not in ready_versions and version != champion)
+    interval = parse_duration(spec.analysis.interval)
+    last = parse_time(state.last_analysis_at)
+    next_analysis = _seconds(last + dt.timedelta(seconds=interval), now) if last else interval
+    if waiting:
+        state.message = f"waiting for the pods of version {', '.join(waiting)}; version {champion} serves all traffic meanwhile"
+        return RolloutDecision(weights={champion: 100}, champion=champion, rollout=state, keep=keep, notices=notices, variants=labels, requeue_after=_soonest(delay, next_analysis))
+    state.message = f"A/B test until a variant is promoted (`modelship promote NAME --variant X`): {arms}"
+    weights: dict[str, int] = {}
+    for variant, version in resolved:
+        weights[version] = weights.get(version, 0) + variant.weight
+    headers = tuple(HeaderRoute(v.header_match.name, v.header_match.value, version) for v, version in resolved if v.header_match)
+    return RolloutDecision(
+        weights=weights, champion=champion, rollout=state, keep=keep, notices=notices, header_routes=headers, variants=labels, requeue_after=_soonest(delay, next_analysis)
+    )

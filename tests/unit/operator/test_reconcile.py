@@ -237,3 +237,22 @@ def test_every_status_field_is_declared():
     # undeclared field.
     with pytest.raises(ValueError, match="rollout.bogus"):
         ModelDeploymentStatus.model_validate({"rollout": {"candidate": "2", "bogus": 1}})
+
+
+def test_ab_test_labels_each_variants_pods_and_routes_the_header_first():
+    from spec_cases import ab_resource
+
+    raw = ab_resource()
+    raw["metadata"].update(uid="u2", generation=1, namespace="default")
+    resource = ModelDeployment.model_validate(raw)
+    spec_hash = builders.training_hash(resource)
+    last = {"job": "j", "specHash": spec_hash, "startedAt": "t", "finishedAt": "t", "modelVersion": "2", "gate": {"passed": True}}
+    serving = {"1": ServingState("1", True, "champion"), "2": ServingState("2", True, "canary")}
+    p = plan(resource, {"lastTraining": last, "championVersion": "1"}, Observed(serving=serving), CONFIG, NOW)
+    variants = {o["metadata"]["name"]: o["metadata"]["labels"]["modelship.io/variant"] for o in p.apply if o["kind"] == "Deployment"}
+    assert variants == {f"{resource.metadata.name}-v1": "champion", f"{resource.metadata.name}-v2": "challenger"}
+    route = next(o for o in p.apply if o["kind"] == "HTTPRoute")
+    first, default = route["spec"]["rules"]
+    assert first["matches"][0]["headers"] == [{"type": "Exact", "name": "x-variant", "value": "challenger"}]
+    assert [b["weight"] for b in default["backendRefs"]] == [80, 20]
+    assert p.status["phase"] == "Progressing" and p.status["rollout"]["phase"] == "ABTesting" and p.promote_version is None

@@ -56,3 +56,33 @@ def test_status_print_shows_steps_weights_and_checks():
     assert "traffic:   v1 90% (champion), v2 10% (canary)" in text
     assert "steps:     [10%] → 100%  (step 1/2" in text
     assert "errorRate    Failed              0.25  <= 0.05  errorRate 0.25 is outside <= 0.05" in text
+
+
+AB_RUNNING = {"championVersion": "1", "rollout": {"phase": "ABTesting", "candidate": "2", "variants": [
+    {"name": "champion", "version": "1", "weight": 80}, {"name": "challenger", "version": "2", "weight": 20, "header": "x-variant=challenger", "requests": 120.0, "errorRate": 0.0},
+]}}
+
+
+@pytest.mark.parametrize(
+    "status, variant, expected",
+    [
+        (AB_RUNNING, "challenger", ("modelship.io/promote", "challenger:2")),
+        (AB_RUNNING, "blue", "housing has no variant 'blue'; one of champion, challenger"),
+        (AB_RUNNING, "champion", "variant champion serves version 1, the champion already"),
+        (STEPPING, "challenger", "housing runs no A/B test (rollout phase: Progressing)"),
+    ],
+)
+def test_promote_request(status, variant, expected):
+    from modelship.operator.requests import promote_request
+
+    if isinstance(expected, str):
+        with pytest.raises(RequestRefused) as refused:
+            promote_request(body(status), variant)
+        assert str(refused.value) == expected
+    else:
+        assert promote_request(body(status), variant) == expected
+
+
+def test_status_print_shows_each_variant():
+    text = describe(body({**AB_RUNNING, "phase": "Progressing"}))
+    assert "variant:   challenger → version 2 (20%, header x-variant=challenger) requests 120, error rate 0" in text

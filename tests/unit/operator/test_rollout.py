@@ -307,3 +307,57 @@ def test_rollout_gauges_follow_the_status():
     metrics.forget_rollout("gauged")
     assert value("modelship_operator_traffic_weight", model="gauged", version="2") is None
     assert value("modelship_operator_rollout_phase", model="gauged", phase="Promoted") is None
+
+
+def test_a_step_is_timed_from_when_it_really_began():
+    begun = T0 + dt.timedelta(seconds=1, milliseconds=750)
+    d = decide(SPEC, RolloutStatus(candidate="2", phase="Waiting"), "1", "2", True, begun)
+    assert d.rollout.step_started_at == "2026-11-22T08:00:01.750Z"
+    assert analysis_due(SPEC, d.rollout, at(11.7)) is None and analysis_due(SPEC, d.rollout, at(11.75)) is not None
+
+
+# --- A/B tests ---------------------------------------------------------------------------
+
+AB = RolloutSpec.model_validate(
+    {
+        "strategy": "abTest",
+        "analysis": {"interval": "10s"},
+        "abTest": {"variants": [{"name": "champion", "modelVersion": "champion", "weight": 80}, {"name": "challenger", "modelVersion": "challenger", "weight": 20, "headerMatch": {"name": "x-variant", "value": "challenger"}}]},
+    }
+)
+
+
+def test_ab_variants_resolve_and_route_with_header_rules_first():
+    d = decide(AB, None, "1", "2", True, at(0), ready_versions=frozenset({"1", "2"}))
+    assert d.weights == {"1": 80, "2": 20} and d.promote is None
+    assert [(h.name, h.value, h.version) for h in d.header_routes] == [("x-variant", "challenger", "2")]
+    assert d.variants == {"1": "champion", "2": "challenger"} and d.keep == {"1": None, "2": None}
+    assert d.rollout.phase == "ABTesting" and [n.reason for n in d.notices] == ["ABTestStarted"]
+    assert [(v.name, v.version, v.weight, v.header) for v in d.rollout.variants] == [("champion", "1", 80, None), ("challenger", "2", 20, "x-variant=challenger")]
+
+
+def test_ab_waits_for_the_variants_pods():
+    d = decide(AB, None, "1", "2", False, at(0), ready_versions=frozenset({"1"}))
+    assert d.weights == {"1": 100} and d.header_routes == () and "waiting for the pods of version 2" in d.rollout.message
+
+
+def test_ab_status_carries_each_variants_live_metrics():
+    samples = {"1": sample(10, requests=400, errors=0.01, p95=0.02), "2": sample(10, requests=100, errors=0.0, p95=0.03)}
+    d = decide(AB, None, "1", "2", True, at(10), ready_versions=frozenset({"1", "2"}), variant_samples=samples)
+    assert [(v.name, v.requests, v.error_rate, v.latency_p95) for v in d.rollout.variants] == [("champion", 400, 0.01, 0.02), ("challenger", 100, 0.0, 0.03)]
+    assert d.rollout.last_analysis_at == "2026-11-22T08:00:10Z" and d.requeue_after == 10
+    # Between analyses the last figures stay.
+    again = decide(AB, d.rollout, "1", "2", True, at(15), ready_versions=frozenset({"1", "2"}))
+    assert again.rollout.variants == d.rollout.variants and again.notices == []
+
+
+def test_ab_runs_until_a_person_promotes_a_variant():
+    state = decide(AB, None, "1", "2", True, at(0), ready_versions=frozenset({"1", "2"})).rollout
+    assert decide(AB, state, "1", "2", True, at(3600), ready_versions=frozenset({"1", "2"})).promote is None
+    # A request naming another version (stale) is ignored.
+    assert decide(AB, state, "1", "2", True, at(1), requests=UserRequests(promote="challenger:7"), ready_versions=frozenset({"1", "2"})).promote is None
+    d = decide(AB, state, "1", "2", True, at(2), requests=UserRequests(promote="challenger:2"), ready_versions=frozenset({"1", "2"}))
+    assert d.promote == "2" and d.weights == {"2": 100} and d.rollout.phase == "Promoted" and d.rollout.previous_champion == "1"
+    # Every variant now resolves to the champion: nothing to test, nothing in flight.
+    after = decide(AB, d.rollout, "2", None, False, at(3), requests=UserRequests(promote="challenger:2"))
+    assert after.weights == {"2": 100} and after.promote is None and after.header_routes == ()
