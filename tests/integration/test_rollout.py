@@ -100,7 +100,14 @@ class TrafficDriver:
     does not care how a request reaches a backend: with a gateway, ``urls`` maps every backend
     to the gateway and the split is the gateway's."""
 
-    def __init__(self, read_weights: Callable[[], dict[str, int]], urls: dict[str, str], rate: float = 25, read_pins: Callable[[], dict[tuple[str, str], str]] | None = None) -> None:
+    def __init__(
+        self,
+        read_weights: Callable[[], dict[str, int]],
+        urls: dict[str, str],
+        rate: float = 25,
+        read_pins: Callable[[], dict[tuple[str, str], str]] | None = None,
+        read_mirror: Callable[[], tuple[str, int] | None] | None = None,
+    ) -> None:
         self.read_weights = read_weights
         self.urls = urls
         self.rate = rate
@@ -110,6 +117,10 @@ class TrafficDriver:
         #: carries each header, and its answer's variant is recorded in ``pinned``.
         self.read_pins = read_pins
         self.pinned: dict[tuple[str, str], list[str]] = {}
+        #: (backend, percent) of the route's RequestMirror filter: that share of the weighted
+        #: requests is copied there too, its answer discarded, as the gateway does.
+        self.read_mirror = read_mirror
+        self.mirrored: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -124,6 +135,7 @@ class TrafficDriver:
     def _run(self) -> None:
         weights: dict[str, int] = {}
         pins: dict[tuple[str, str], str] = {}
+        mirror: tuple[str, int] | None = None
         refreshed = 0.0
         count = 0
         with httpx.Client(timeout=5) as client:
@@ -133,8 +145,9 @@ class TrafficDriver:
                     try:
                         weights = self.read_weights()
                         pins = self.read_pins() if self.read_pins else {}
+                        mirror = self.read_mirror() if self.read_mirror else None
                     except Exception:  # noqa: BLE001 - the route may not exist yet
-                        weights, pins = {}, {}
+                        weights, pins, mirror = {}, {}, None
                     refreshed = time.monotonic()
                     if weights and (not self.seen or self.seen[-1] != weights):
                         self.seen.append(dict(weights))
@@ -152,6 +165,9 @@ class TrafficDriver:
                     try:
                         client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD)
                         self.sent[backend] = self.sent.get(backend, 0) + 1
+                        if mirror and mirror[0] in self.urls and random.random() * 100 < mirror[1]:
+                            client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD)
+                            self.mirrored[mirror[0]] = self.mirrored.get(mirror[0], 0) + 1
                     except httpx.HTTPError:
                         pass
                 self._stop.wait(1 / self.rate)
@@ -204,6 +220,14 @@ def route_pins(cluster, namespace) -> dict[tuple[str, str], str]:
         for match in rule["matches"]
         for header in match.get("headers") or []
     }
+
+
+def route_mirror(cluster, namespace) -> tuple[str, int] | None:
+    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+    for route_filter in route["spec"]["rules"][-1].get("filters") or []:
+        if route_filter["type"] == "RequestMirror":
+            return route_filter["requestMirror"]["backendRef"]["name"], route_filter["requestMirror"].get("percent", 100)
+    return None
 
 
 def pod_variant(cluster, namespace, version: str) -> str:
@@ -400,15 +424,17 @@ def test_operator_killed_across_a_canary_reaches_the_same_end(cluster, namespace
     def died() -> bool:
         return operator.process is not None and operator.process.poll() is not None
 
-    cluster.apply(yaml.safe_dump(resource(namespace, alpha=1.0, approval="manual")))
+    shadowed = resource(namespace, alpha=1.0, approval="manual")
+    shadowed["spec"]["rollout"]["mirror"] = {"percent": 50}  # a shadow phase before the first step
+    cluster.apply(yaml.safe_dump(shadowed))
     wait_status(cluster, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("phase") == "Serving")
     fleet.serve("1", "champion")
-    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls) as traffic:
+    with TrafficDriver(lambda: route_weights(cluster, namespace), fleet.urls, read_mirror=lambda: route_mirror(cluster, namespace)) as traffic:
         patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 2.0}}})
         new_version(cluster, namespace, "2")
         kill_and_restart(operator, kills, "candidate trained, before its rollout started")
         fleet.serve("2", "canary")
-        for step in ("1/3", "2/3", "3/3"):
+        for step in ("shadow", "1/3", "2/3", "3/3"):
             cluster.wait_until(f"step {step}", lambda step=step: at_step(step), timeout=180, interval=0.3)
             kill_and_restart(operator, kills, f"step {step} just entered")
             time.sleep(3)
@@ -451,4 +477,7 @@ def test_operator_killed_across_a_canary_reaches_the_same_end(cluster, namespace
     shares = [w.get(f"{NAME}-v2", 0) for w in traffic.seen]
     ordered = [s for i, s in enumerate(shares) if i == 0 or s != shares[i - 1]]
     assert ordered == [0, 20, 60, 100, 0], (ordered, traffic.seen)
+    # The shadow phase copied requests to version 2 before it took any real traffic.
+    assert traffic.mirrored.get(f"{NAME}-v2", 0) >= 5, traffic.mirrored
+    assert any(e["reason"] == "Mirroring" for e in events(cluster, namespace))
     print(f"SIGKILLed at {len(kills)} points: {kills}")

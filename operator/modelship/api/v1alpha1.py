@@ -557,7 +557,9 @@ class RolloutSpec(ApiModel):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Checks that promote or roll back.")
     approval: Approval = Field(Approval.auto, description="manual: wait for an approval before promoting.")
     ab_test: AbTestSpec | None = Field(None, description="Variants of an A/B test (strategy abTest).")
-    mirror: MirrorSpec | None = Field(None, description="Shadow traffic to the new version. Accepted but not acted on yet: the operator posts a Warning Event.")
+    mirror: MirrorSpec | None = Field(
+        None, description="Shadow phase before the first canary step: a copy of this share of the requests, for the first step's pause, analysed like a step."
+    )
     rollback_window: Duration = Field(
         "30m", description="How long the previous champion stays warm (1 replica, no traffic) after a promotion, so a rollback is instant."
     )
@@ -795,7 +797,7 @@ class RolloutStatus(ApiModel):
     failed_checks: int = Field(0, ge=0, description="Analyses with a failed check during this rollout.")
     inconclusive_checks: int = Field(0, ge=0, description="Analyses of the current step that were inconclusive or erred.")
     inconclusive_since: str | None = Field(None, description="Start of the current run of inconclusive analyses (RFC 3339).")
-    mirror_phase: str | None = Field(None, description="Shadow traffic phase (not acted on yet).")
+    mirror_phase: str | None = Field(None, description="Mirroring while the candidate only gets copies of requests, Done after.")
     awaiting_approval: bool = Field(False, description="The rollout waits for modelship approve (or the approve annotation).")
     message: str | None = Field(None, description="What happened last, for people.")
     previous_champion: str | None = Field(None, description="Champion before the last promotion, kept warm for an instant rollback.")

@@ -243,7 +243,7 @@ def plan_rollout(
         elif resource.spec.serving.autoscaling and existing:
             result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", builders.serving_name(resource.metadata.name, version)))
     if decision.weights:
-        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes))
+        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes, mirror=decision.mirror))
     for version in observed.serving:
         if version not in decision.keep:
             deployment_name = builders.serving_name(resource.metadata.name, version)

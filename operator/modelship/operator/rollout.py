@@ -8,7 +8,9 @@ the :class:`AnalysisSample` to :func:`decide`. A step ends when its pause is ove
 analysis passed every check. Failed analyses count toward ``failureThreshold`` (→ roll back);
 Inconclusive or Error never advance, and a step that stays so for ``inconclusiveTimeout`` fails.
 After the last step the candidate is promoted, or waits for an approval when ``approval`` is
-manual. ``immediate`` (and, until it is built, ``abTest``) promotes a ready candidate at once.
+manual. ``immediate`` promotes a ready candidate at once. An ``abTest`` serves its variants side
+by side (header matches first, then the weights) until a person promotes one; its figures per
+variant come from Prometheus like a canary's. With ``mirror`` a canary starts with a shadow phase.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ from modelship.api.v1alpha1 import (
     Verdict,
 )
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
-from modelship.operator.traffic import HeaderRoute
+from modelship.operator.traffic import HeaderRoute, Mirror
 
+#: ``status.rollout.mirrorPhase``: the candidate is shadowing the champion, or has done so.
+MIRRORING = "Mirroring"
+MIRROR_DONE = "Done"
 #: Phases in which a candidate takes part in traffic (or is about to).
 IN_FLIGHT = (RolloutPhase.waiting.value, RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value, RolloutPhase.ab_testing.value)
 
@@ -169,6 +174,8 @@ class RolloutDecision:
     header_routes: tuple[HeaderRoute, ...] = ()
     #: Version → the variant name its pods carry (A/B tests).
     variants: dict[str, str] = field(default_factory=dict)
+    #: A copy of a share of the requests to the candidate (shadow phase).
+    mirror: Mirror | None = None
 
     @property
     def candidate(self) -> str | None:
@@ -235,8 +242,6 @@ def decide(
         state = _start(spec, state, candidate)
         how = _describe(spec) if champion else "the first version: it serves once ready"
         started = [Notice("Normal", "RolloutStarted", f"version {candidate} rolls out ({how})")]
-        if spec.mirror:
-            started.append(Notice("Warning", "MirrorNotSupported", "rollout.mirror is accepted but not acted on yet: the candidate gets no shadow traffic"))
     else:
         started = []
     if champion is None or spec.strategy != RolloutStrategy.canary.value:
@@ -387,8 +392,8 @@ def _canary(
             keep = {champion: None, candidate: None}
             delay = _remember_warm(state, now, keep)
             return RolloutDecision(weights={champion: 100}, champion=champion, rollout=state, keep=keep, requeue_after=delay)
-        state = _enter_step(state, spec, 0, now)
-        notices.append(Notice("Normal", "CanaryStep", state.message or ""))
+        state = _enter_mirror(state, spec, now) if spec.mirror else _enter_step(state, spec, 0, now)
+        notices.append(Notice("Normal", "Mirroring" if spec.mirror else "CanaryStep", state.message or ""))
 
     if sample is not None and state.phase in (RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value):
         checks = judge(analysis, sample)
@@ -420,7 +425,11 @@ def _canary(
         started = parse_time(state.step_started_at) or now
         pause_end = started + dt.timedelta(seconds=parse_duration(steps[index].pause))
         if now >= pause_end and state.step_passed:
-            if index + 1 < len(steps):
+            if state.mirror_phase == MIRRORING:
+                state = _enter_step(state, spec, 0, now)
+                state.mirror_phase = MIRROR_DONE
+                notices.append(Notice("Normal", "CanaryStep", state.message or ""))
+            elif index + 1 < len(steps):
                 state = _enter_step(state, spec, index + 1, now)
                 notices.append(Notice("Normal", "CanaryStep", state.message or ""))
             elif spec.approval == Approval.manual.value:
@@ -439,7 +448,8 @@ def _canary(
         return decision
 
     index = state.step_index or 0
-    weight = steps[index].weight
+    mirroring = state.mirror_phase == MIRRORING and state.phase == RolloutPhase.progressing.value
+    weight = 0 if mirroring else steps[index].weight
     keep = {champion: None, candidate: None}
     delay = _remember_warm(state, now, keep)
     started = parse_time(state.step_started_at) or now
@@ -456,7 +466,21 @@ def _canary(
         keep=keep,
         notices=notices,
         requeue_after=_soonest(delay, *due),
+        mirror=Mirror(candidate, spec.mirror.percent) if mirroring and spec.mirror else None,
     )
+
+
+def _enter_mirror(state: RolloutStatus, spec: RolloutSpec, now: dt.datetime) -> RolloutStatus:
+    """Shadow phase: the candidate gets copies of ``mirror.percent`` of the requests (answers
+    discarded by the gateway) for the first step's pause, analysed like a step, before any real
+    traffic."""
+    assert spec.mirror is not None
+    state = _enter_step(state, spec, 0, now)
+    state.mirror_phase = MIRRORING
+    state.step = "shadow"
+    state.step_weight = 0
+    state.message = f"shadow: version {state.candidate} gets a copy of {spec.mirror.percent}% of the requests for {spec.canary.steps[0].pause}; its answers are discarded"
+    return state
 
 
 def _enter_step(state: RolloutStatus, spec: RolloutSpec, index: int, now: dt.datetime) -> RolloutStatus:

@@ -223,11 +223,26 @@ def test_immediate_and_first_version_promote_once_ready():
     assert decide(SPEC, first.rollout, None, "1", True, at(1)).promote == "1"
 
 
-def test_unsupported_options_get_a_warning_once():
-    spec = RolloutSpec.model_validate({"strategy": "canary", "mirror": {"percent": 10}})
-    started = run(spec, None, 0, ready=False)
-    assert "MirrorNotSupported" in [n.reason for n in started.notices]
-    assert run(spec, started.rollout, 1, ready=False).notices == []
+MIRRORED = SPEC.model_copy(update={"mirror": RolloutSpec.model_validate({"mirror": {"percent": 30}}).mirror})
+
+
+def test_shadow_phase_comes_before_any_real_traffic():
+    d = run(MIRRORED, RolloutStatus(candidate="2", phase="Waiting"), 0)
+    assert d.weights == {"1": 100, "2": 0} and d.mirror.version == "2" and d.mirror.percent == 30
+    assert d.rollout.mirror_phase == "Mirroring" and d.rollout.step == "shadow" and d.notices[0].reason == "Mirroring"
+    # Analysed like a step; once its pause is over and it passed, the first real step begins.
+    checked = run(MIRRORED, d.rollout, 10, measured=sample(10))
+    assert checked.weights == {"1": 100, "2": 0} and checked.mirror is not None
+    first = run(MIRRORED, checked.rollout, 20, measured=sample(20))
+    assert first.weights == {"1": 90, "2": 10} and first.mirror is None
+    assert first.rollout.mirror_phase == "Done" and first.rollout.step == "1/3"
+
+
+def test_a_failing_shadow_never_takes_real_traffic():
+    d = run(MIRRORED, RolloutStatus(candidate="2", phase="Waiting"), 0)
+    d = run(MIRRORED, d.rollout, 10, measured=sample(10, errors=1.0))
+    d = run(MIRRORED, d.rollout, 20, measured=sample(20, errors=1.0))
+    assert d.rollout.phase == "RolledBack" and d.weights == {"1": 100} and d.mirror is None
 
 
 @pytest.mark.parametrize(
