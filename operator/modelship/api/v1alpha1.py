@@ -470,7 +470,7 @@ class AnalysisMetric(ApiModel):
             failures.append((("min",), f"min must not exceed max ({self.max})", self.min))
         problem = query_template_problem(self.query)
         if problem:
-            failures.append((("query",), f"not a usable PromQL template: {problem}", self.query))
+            failures.append((("query",), f"not a usable PromQL template for metric {self.name}: {problem}", self.query))
         if failures:
             raise rule_error("AnalysisMetric", *failures)
         return self

@@ -277,7 +277,7 @@ def test_queries_select_one_version_of_one_model_in_one_namespace():
 @pytest.mark.parametrize(
     "metric, problem",
     [
-        ({"name": "acc", "query": "sum(rate(x[{{window}}])", "min": 1}, "spec.rollout.analysis.metrics[0].query: not a usable PromQL template: unclosed '('"),
+        ({"name": "acc", "query": "sum(rate(x[{{window}}])", "min": 1}, "spec.rollout.analysis.metrics[0].query: not a usable PromQL template for metric acc: unclosed '('"),
         ({"name": "acc", "query": "x{a=\"{{namespace}}}", "min": 1}, "unterminated string"),
         ({"name": "acc", "query": "x{v=\"{{ver}}\"}", "min": 1}, "unknown placeholder {{ver}}"),
         ({"name": "acc", "query": "vector(1)"}, "spec.rollout.analysis.metrics[0].max: a custom metric needs min or max"),
