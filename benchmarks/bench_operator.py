@@ -11,6 +11,13 @@ the operator records `ResultMissing` after asking the (real, local) MLflow regis
 the full reconcile path minus the training itself.
 
     .venv/bin/python benchmarks/bench_operator.py [--count 200] [--latency-samples 20]
+
+With ``--rollout`` it measures canary rollouts instead (see :func:`bench_rollout`):
+  * the time from a step's pause end to the next weight in the HTTPRoute (p50/p95 over every
+    step transition of every resource), with ``--count`` resources in rollout at once;
+  * the operator's CPU and RSS while it analyses all of them every interval.
+
+    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 200]
 """
 
 from __future__ import annotations
@@ -71,7 +78,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200, help="ModelDeployments in the settle/RSS phase.")
     parser.add_argument("--latency-samples", type=int, default=20, help="Resources applied one by one for the latency figure.")
+    parser.add_argument("--rollout", action="store_true", help="Measure canary rollouts (step latency, analysis cost) instead.")
     args = parser.parse_args()
+    if args.rollout:
+        return bench_rollout(args.count)
 
     work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
     cluster = testcluster.new_test_cluster()
@@ -136,6 +146,139 @@ def main() -> int:
         stop.set()
         if operator:
             operator.stop()
+        mlflow.stop()
+        cluster.stop()
+
+
+STEP_PAUSE = 10.0
+ROLLOUT_STEPS = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 100, "pause": "10s"}]
+
+
+def rollout_resource(name: str, namespace: str) -> dict:
+    return {
+        "apiVersion": "modelship.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "task": "regression",
+            "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"},
+            "serving": {"replicas": 1},
+            # Manual approval: after the last step every resource keeps being analysed.
+            "rollout": {"strategy": "canary", "canary": {"steps": ROLLOUT_STEPS}, "analysis": {"interval": "5s", "minRequests": 1}, "approval": "manual"},
+        },
+    }
+
+
+def synthetic_series(namespace: str, models: list[str]) -> dict:
+    """Recording rules that make Prometheus hold, for version 2 of every model, the series a
+    healthy model server would export (10 requests/s, no errors, every answer under 10 ms): the
+    operator's queries and Prometheus's work are real, only the model servers are left out."""
+    rules = []
+    for model in models:
+        labels = {"namespace": namespace, "model": model, "version": "2", "variant": "canary"}
+        rules += [
+            {"record": "modelship_predictions_total", "expr": "vector(time() * 10)", "labels": {**labels, "outcome": "success"}},
+            {"record": "modelship_predictions_total", "expr": "vector(0)", "labels": {**labels, "outcome": "error"}},
+            {"record": "modelship_prediction_latency_seconds_bucket", "expr": "vector(time() * 10)", "labels": {**labels, "le": "0.01"}},
+            {"record": "modelship_prediction_latency_seconds_bucket", "expr": "vector(time() * 10)", "labels": {**labels, "le": "+Inf"}},
+        ]
+    return {"groups": [{"name": "synthetic", "interval": "1s", "rules": rules}]}
+
+
+def cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watch_routes(kubeconfig: Path, namespace: str, seen: dict[str, dict[int, float]], stop: threading.Event) -> None:
+    """When each route first gave version 2 each weight (the watcher's clock)."""
+    from kubernetes import client, config, watch
+
+    api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+    while not stop.is_set():
+        for event in watch.Watch().stream(api.list_namespaced_custom_object, "gateway.networking.k8s.io", "v1", namespace, "httproutes", timeout_seconds=5):
+            route = event["object"]
+            name = route["metadata"]["name"]
+            for backend in route["spec"]["rules"][-1]["backendRefs"]:
+                if backend["name"].endswith("-v2"):
+                    seen.setdefault(name, {}).setdefault(backend["weight"], time.perf_counter())
+
+
+def bench_rollout(count: int) -> int:
+    """``count`` resources, each with champion 1 and a trained candidate 2 (written into status
+    before the operator starts, as if their trainings had finished), roll out at once through
+    three 10 s steps against a real Prometheus, then wait for approval while still analysed."""
+    from kubernetes import client, config
+
+    from modelship.api import ModelDeployment, names
+    from modelship.operator import builders
+    from servers import PrometheusServer
+
+    work = Path(tempfile.mkdtemp(prefix="modelship-bench-rollout-"))
+    cluster = testcluster.new_test_cluster()
+    mlflow = MlflowServer(work / "mlflow")
+    prometheus = None
+    operator = None
+    stop = threading.Event()
+    try:
+        cluster.start()
+        cluster.apply(CRD)
+        cluster.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelship.io", "--timeout=60s")
+        namespace = cluster.create_namespace("bench-rollout")
+        resources = [rollout_resource(f"md-{i:03d}", namespace) for i in range(count)]
+        models = [ModelDeployment.model_validate(r).registered_model_name for r in resources]
+        (work / "synthetic.yaml").write_text(yaml.safe_dump(synthetic_series(namespace, models)))
+        prometheus = PrometheusServer(work / "prometheus", [], [work / "synthetic.yaml"], {}).start()
+        mlflow.start()
+        cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(r) for r in resources), timeout=600)
+        api = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
+        for raw in resources:
+            body = api.get_namespaced_custom_object("modelship.io", "v1alpha1", namespace, "modeldeployments", raw["metadata"]["name"])
+            spec_hash = builders.training_hash(ModelDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")}))
+            trained = {"job": f"{raw['metadata']['name']}-train-{spec_hash}", "specHash": spec_hash, "startedAt": "2026-01-01T00:00:00Z",
+                       "finishedAt": "2026-01-01T00:01:00Z", "modelVersion": "2", "gate": {"passed": True, "reason": "benchmark"}}
+            api.patch_namespaced_custom_object_status("modelship.io", "v1alpha1", namespace, "modeldeployments", raw["metadata"]["name"],
+                                                      {"status": {"championVersion": "1", "lastTraining": trained}})
+        seen: dict[str, dict[int, float]] = {}
+        watcher = threading.Thread(target=watch_routes, args=(cluster.kubeconfig, namespace, seen, stop), daemon=True)
+        watcher.start()
+        env = {"MLFLOW_TRACKING_URI": mlflow.url, "MODELSHIP_RESYNC_INTERVAL": "600", names.ENV_PROMETHEUS_URL: prometheus.url}
+        operator = OperatorProcess(cluster.kubeconfig, namespace, env, work / "operator.log").start()
+        rss_idle = rss_mib(operator.process.pid)
+
+        def waiting() -> int:
+            items = cluster.kubectl_json("get", "mdep", "-n", namespace)["items"]
+            return sum(1 for item in items if item.get("status", {}).get("phase") == "AwaitingApproval")
+
+        started = time.perf_counter()
+        peak = rss_idle
+        done = 0
+        while time.perf_counter() - started < 900:
+            peak = max(peak, rss_mib(operator.process.pid))
+            done = waiting()
+            if done >= count:
+                break
+            time.sleep(2)
+        rollout_seconds = time.perf_counter() - started
+        # Steady state: every resource analysed every 5 s, nothing else to do.
+        cpu_before, window_started = cpu_seconds(operator.process.pid), time.perf_counter()
+        time.sleep(30)
+        cpu_share = (cpu_seconds(operator.process.pid) - cpu_before) / (time.perf_counter() - window_started)
+        rss_steady = rss_mib(operator.process.pid)
+        delays = [times[b] - times[a] - STEP_PAUSE for times in seen.values() for a, b in ((10, 50), (50, 100)) if a in times and b in times]
+        print(f"{count} canaries: {done} reached AwaitingApproval in {rollout_seconds:.0f}s (3 steps of {STEP_PAUSE:.0f}s each)")
+        if delays:
+            print(f"pause end → next weight in the HTTPRoute ({len(delays)} transitions): p50 {statistics.median(delays):.2f}s, p95 {percentile(delays, 0.95):.2f}s, max {max(delays):.2f}s")
+        print(f"operator while analysing {count} canaries every 5 s ({count * 3 / 5:.0f} queries/s): CPU {cpu_share * 100:.0f}% of a core, RSS idle {rss_idle:.0f} MiB, peak {peak:.0f} MiB, steady {rss_steady:.0f} MiB")
+        return 0 if done >= count else 1
+    finally:
+        stop.set()
+        if operator:
+            operator.stop()
+        if prometheus:
+            prometheus.stop()
         mlflow.stop()
         cluster.stop()
 

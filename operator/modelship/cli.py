@@ -126,12 +126,15 @@ def _register_components() -> None:
     from modelship.training.cli import train
     from modelship.local import run
     from modelship.serving.export import predictions
+    from modelship.operator import requests
 
     app.add_typer(predictions, name="predictions")
     app.command(help=train.__doc__)(train)
     app.command(help=serve.__doc__)(serve)
     app.command(help=run.__doc__)(run)
     app.command(help=operator.__doc__)(operator)
+    for command in (requests.approve, requests.abort, requests.rollback, requests.promote, requests.status):
+        app.command(help=command.__doc__)(command)
 
 
 _register_components()

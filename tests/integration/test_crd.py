@@ -81,4 +81,4 @@ def test_printer_columns(crd, namespace):
     sample["metadata"]["namespace"] = namespace
     crd.kubectl("apply", "-f", "-", input=yaml.safe_dump(sample))
     header = crd.kubectl("get", "mdep", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "CHAMPION", "CANARY", "CANARY-WEIGHT", "READY", "DRIFT", "AGE"]
+    assert header == ["NAME", "PHASE", "CHAMPION", "CANARY", "CANARY-WEIGHT", "STEP", "READY", "DRIFT", "AGE"]

@@ -124,11 +124,15 @@ class PrometheusServer:
     and evaluating ``rule_files`` every second; ``target_labels`` stand in for the labels the
     Prometheus Operator adds to a scraped pod (``namespace``, ``pod``)."""
 
-    def __init__(self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str], groups: list[tuple[list[str], dict[str, str]]] | None = None
+    ) -> None:
         self.root = root
         self.targets = targets
         self.rule_files = rule_files
         self.target_labels = target_labels
+        #: More (targets, labels) groups, each with its own labels (one per simulated pod).
+        self.groups = groups or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -137,21 +141,33 @@ class PrometheusServer:
     def log_path(self) -> Path:
         return self.root / "prometheus.log"
 
+    def _write_config(self) -> None:
+        import yaml
+
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in self.rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": "modelship",
+                    "static_configs": [
+                        {"targets": targets, "labels": labels}
+                        for targets, labels in [(self.targets, self.target_labels), *self.groups]
+                        if targets
+                    ],
+                }
+            ],
+        }
+        (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+
     def start(self, timeout: float = 60) -> PrometheusServer:
         import shutil
-
-        import yaml
 
         binary = shutil.which("prometheus")
         if binary is None:
             raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
         self.root.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(path) for path in self.rule_files],
-            "scrape_configs": [{"job_name": "modelship", "static_configs": [{"targets": self.targets, "labels": self.target_labels}]}],
-        }
-        (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self._write_config()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
@@ -166,6 +182,22 @@ class PrometheusServer:
             self.stop()
             raise RuntimeError(f"prometheus did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
         return self
+
+    def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30) -> None:
+        """Scrape more targets: rewrite the configuration and reload it (SIGHUP), as a service
+        discovery would add a new pod."""
+        import httpx
+
+        self.groups.append((targets, labels))
+        self._write_config()
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+        def scraped() -> bool:
+            active = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            return set(targets) <= {t["labels"].get("instance") for t in active}
+
+        wait_until(f"Prometheus to scrape {targets}", scraped, timeout=timeout)
 
     def query(self, expr: str) -> list[dict]:
         import httpx

@@ -68,6 +68,20 @@ def stat_queries() -> list[tuple[str, str]]:
     ]
 
 
+def rollout_queries() -> list[tuple[str, str, str, str]]:
+    """(title, unit, PromQL, legend) of the rollout row: the operator's gauges (scraped from the
+    operator, so only ``model`` selects) beside each version's error ratio and p95. A test runs
+    them against a real Prometheus scraping a real operator in a rollout (tests/integration/test_rollout.py)."""
+    model = 'model=~"$model"'
+    return [
+        ("Rollout: traffic weight per version", "percent", f"max by (model, version) ({m.OPERATOR_TRAFFIC_WEIGHT}{{{model}}})", "{{model}} v{{version}}"),
+        ("Rollout: canary step", "short", f"max by (model) ({m.OPERATOR_ROLLOUT_STEP}{{{model}}})", "{{model}}"),
+        ("Rollout: analysis verdicts", "short", f"max by (model, check, verdict) ({m.OPERATOR_ANALYSIS_VERDICT}{{{model}}}) == 1", "{{check}}: {{verdict}}"),
+        ("Rollout: error ratio, candidate vs champion", "percentunit", f"max by ({_PER_VERSION}) ({m.RECORD_ERROR_RATIO}{{{SELECTED}}})", _VERSION_LEGEND),
+        ("Rollout: p95 latency, candidate vs champion", "s", f"max by ({_PER_VERSION}) ({m.RECORD_LATENCY_P95}{{{SELECTED}}})", _VERSION_LEGEND),
+    ]
+
+
 def model_serving_dashboard() -> dict[str, Any]:
     from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -99,9 +113,10 @@ def model_serving_dashboard() -> dict[str, Any]:
         board = board.with_panel(stat.Panel().title(title).datasource(source).span(12).height(4).with_target(query(expr, _VERSION_LEGEND)))
     for title, unit, expr, legend in panel_queries():
         board = board.with_panel(timeseries.Panel().title(title).unit(unit).datasource(source).span(12).height(8).with_target(query(expr, legend)))
-    board = board.with_row(dashboard.Row("Quality (ground-truth feedback)"))
-    for title, unit, expr, legend in quality_panel_queries():
-        board = board.with_panel(timeseries.Panel().title(title).unit(unit).datasource(source).span(12).height(8).with_target(query(expr, legend)))
+    for row, queries in (("Quality (ground-truth feedback)", quality_panel_queries()), ("Rollout", rollout_queries())):
+        board = board.with_row(dashboard.Row(row))
+        for title, unit, expr, legend in queries:
+            board = board.with_panel(timeseries.Panel().title(title).unit(unit).datasource(source).span(12).height(8).with_target(query(expr, legend)))
     return json.loads(JSONEncoder(sort_keys=True).encode(board.build()))
 
 

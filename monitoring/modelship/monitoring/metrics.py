@@ -137,3 +137,14 @@ OPERATOR_TRAINING_SECONDS = "modelship_operator_training_duration_seconds"
 OPERATOR_PROMOTIONS_TOTAL = "modelship_operator_promotions_total"
 #: Gauge of ModelDeployments waiting for a reconcile.
 OPERATOR_QUEUE_DEPTH = "modelship_operator_queue_depth"
+#: Gauges of each ModelDeployment's rollout, labelled by ``model`` (the registered model name):
+#: 1 for the rollout's current ``phase`` (0 for the others).
+OPERATOR_ROLLOUT_PHASE = "modelship_operator_rollout_phase"
+#: The current canary step, counted from 1 (0: no step in flight).
+OPERATOR_ROLLOUT_STEP = "modelship_operator_rollout_step"
+#: Percent of requests each ``version`` gets from the route.
+OPERATOR_TRAFFIC_WEIGHT = "modelship_operator_traffic_weight"
+#: 1 for the latest ``verdict`` of each analysis ``check`` of the current step (0 for the others).
+OPERATOR_ANALYSIS_VERDICT = "modelship_operator_analysis_verdict"
+#: The value each analysis ``check`` measured last.
+OPERATOR_ANALYSIS_VALUE = "modelship_operator_analysis_value"

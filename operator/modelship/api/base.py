@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -40,7 +40,19 @@ Duration = Annotated[
     BeforeValidator(_check_duration),
     Field(json_schema_extra={"format": "duration"}),
 ]
-Quantity = Annotated[int | str, Field(json_schema_extra=INT_OR_STRING)]
+#: A Kubernetes resource quantity (``500m``, ``1.5``, ``2Gi``, ``1e3``): the API server's own
+#: pattern, checked by pydantic and by the CRD, so a typo fails when applied, not at Job creation.
+QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity like 500m, 2, 1.5Gi or 512Mi")
+    return value
+
+
+Quantity = Annotated[int | str, AfterValidator(_check_quantity), Field(json_schema_extra={**INT_OR_STRING, "pattern": QUANTITY_PATTERN})]
 
 
 class ApiModel(BaseModel):

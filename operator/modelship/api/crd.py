@@ -52,7 +52,7 @@ def structural_schema(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, A
         del node["default"]  # "no value" is absence in Kubernetes; a null default is rejected
     out = {key: node[key] for key in _ORDER if key in node}
     if out.get("x-kubernetes-int-or-string"):
-        return {key: out[key] for key in ("description", "x-kubernetes-int-or-string") if key in out}
+        return {key: out[key] for key in ("description", "pattern", "x-kubernetes-int-or-string") if key in out}
     if out.get("x-kubernetes-preserve-unknown-fields"):
         out.setdefault("type", "object")
         return out
@@ -144,6 +144,7 @@ def render_crd() -> dict[str, Any]:
                         {"name": "Champion", "type": "string", "jsonPath": ".status.championVersion"},
                         {"name": "Canary", "type": "string", "jsonPath": ".status.canaryVersion"},
                         {"name": "Canary-Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 0},
+                        {"name": "Step", "type": "string", "jsonPath": ".status.rollout.step", "priority": 0},
                         _ready_column("Ready", "Ready"),
                         _ready_column("DriftDetected", "Drift"),
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -21,6 +21,17 @@ SPEC_HASH_LABEL = PREFIX + "spec-hash"
 # --- annotations -----------------------------------------------------------------------
 #: Why a training Job runs: spec, schedule, drift or manual.
 TRIGGER_ANNOTATION = PREFIX + "trigger"
+#: Requests a person makes of a rollout (``modelship approve|abort|rollback``, or kubectl
+#: annotate). The value names the version the request is about, so a request is acted on once:
+#: once that version is no longer the candidate (or the champion, for a rollback) it is stale.
+#: Approve the candidate waiting in AwaitingApproval (value: the candidate version).
+APPROVE_ANNOTATION = PREFIX + "approve"
+#: Roll the candidate back now (value: the candidate version).
+ABORT_ANNOTATION = PREFIX + "abort"
+#: Send all traffic back to the previous champion (value: the champion version to leave).
+ROLLBACK_ANNOTATION = PREFIX + "rollback"
+#: End an A/B test by making a variant's version champion (value: ``<variant>:<version>``).
+PROMOTE_ANNOTATION = PREFIX + "promote"
 
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
@@ -47,3 +58,9 @@ ENV_PREDICTION_STORE_SECRET = "MODELSHIP_PREDICTION_STORE_SECRET"
 PREDICTION_STORE_SECRET_KEY = "dsn"
 #: Model server tuning: rows the prediction store may buffer while the database is slow or down.
 ENV_PREDICTION_STORE_BUFFER = "MODELSHIP_PREDICTION_STORE_BUFFER_ROWS"
+
+# --- environment of the operator -------------------------------------------------------
+#: Base URL of the Prometheus HTTP API the canary analysis queries.
+ENV_PROMETHEUS_URL = "MODELSHIP_PROMETHEUS_URL"
+#: Crash points armed for restart tests (modelship.operator.failpoints); never set in production.
+ENV_FAILPOINTS = "MODELSHIP_FAILPOINTS"

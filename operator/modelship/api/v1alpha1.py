@@ -400,6 +400,82 @@ class CanarySpec(ApiModel):
         return self
 
 
+#: Placeholders a custom analysis query may use; the operator fills them in for each check.
+QUERY_PLACEHOLDERS = ("namespace", "model", "version", "window")
+_PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+def query_template_problem(template: str) -> str | None:
+    """Why a PromQL template cannot be right, judged without a Prometheus: unknown placeholders,
+    unbalanced brackets or quotes. Prometheus itself has the last word (a query it rejects is an
+    Error verdict naming the metric)."""
+    unknown = sorted({m for m in _PLACEHOLDER_RE.findall(template) if m not in QUERY_PLACEHOLDERS})
+    if unknown:
+        return f"unknown placeholder {{{{{unknown[0]}}}}}; one of " + ", ".join(f"{{{{{p}}}}}" for p in QUERY_PLACEHOLDERS)
+    text = _PLACEHOLDER_RE.sub("x", template)
+    closing = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'`":
+            quote = char
+        elif char in "([{":
+            stack.append(char)
+        elif char in closing:
+            if not stack or stack.pop() != closing[char]:
+                return f"unbalanced {char!r}"
+    if quote:
+        return f"unterminated string ({quote})"
+    if stack:
+        return f"unclosed {stack[-1]!r}"
+    return None
+
+
+class AnalysisMetric(ApiModel):
+    """A custom check: a PromQL query whose single value must stay within min and max (Flagger's MetricTemplate)."""
+
+    name: str = Field(..., min_length=1, max_length=63, pattern=r"^[a-zA-Z][a-zA-Z0-9_-]*$", description="Name of the check in status, events and conditions.")
+    query: str = Field(
+        ...,
+        min_length=1,
+        max_length=4096,
+        description="PromQL returning one value; {{namespace}}, {{model}} (registered model name), {{version}} and {{window}} (the step so far, e.g. 90s) are filled in.",
+    )
+    min: float | None = Field(None, description="Smallest acceptable value.")
+    max: float | None = Field(None, description="Largest acceptable value.")
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.min) || has(self.max)", "a custom metric needs min or max", ".max"),
+                cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", ".min"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _rules(self) -> AnalysisMetric:
+        failures = []
+        if self.min is None and self.max is None:
+            failures.append((("max",), "a custom metric needs min or max", None))
+        if self.min is not None and self.max is not None and self.min > self.max:
+            failures.append((("min",), f"min must not exceed max ({self.max})", self.min))
+        problem = query_template_problem(self.query)
+        if problem:
+            failures.append((("query",), f"not a usable PromQL template for metric {self.name}: {problem}", self.query))
+        if failures:
+            raise rule_error("AnalysisMetric", *failures)
+        return self
+
+
 class AnalysisSpec(ApiModel):
     """Metric checks run on every canary step, against live Prometheus data."""
 
@@ -408,6 +484,10 @@ class AnalysisSpec(ApiModel):
     min_requests: int = Field(20, ge=0, description="Fewest requests a step must see before it can pass.")
     interval: Duration = Field("30s", description="How often the metrics are checked.")
     failure_threshold: int = Field(2, ge=1, le=100, description="Failed checks that roll the canary back.")
+    inconclusive_timeout: Duration = Field(
+        "10m", description="Longest a step may go without a successful check (too few requests, no data, Prometheus unreachable) before the canary fails."
+    )
+    metrics: list[AnalysisMetric] | None = Field(None, max_length=10, description="Custom checks: PromQL templates with bounds, run beside the built-in ones.")
 
 
 class HeaderMatch(ApiModel):
@@ -477,7 +557,12 @@ class RolloutSpec(ApiModel):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="Checks that promote or roll back.")
     approval: Approval = Field(Approval.auto, description="manual: wait for an approval before promoting.")
     ab_test: AbTestSpec | None = Field(None, description="Variants of an A/B test (strategy abTest).")
-    mirror: MirrorSpec | None = Field(None, description="Shadow traffic to the new version.")
+    mirror: MirrorSpec | None = Field(
+        None, description="Shadow phase before the first canary step: a copy of this share of the requests, for the first step's pause, analysed like a step."
+    )
+    rollback_window: Duration = Field(
+        "30m", description="How long the previous champion stays warm (1 replica, no traffic) after a promotion, so a rollback is instant."
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -712,9 +797,76 @@ class Phase(str, Enum):
     training = "Training"  #: a training Job runs
     deploying = "Deploying"  #: a version is being made ready to serve
     progressing = "Progressing"  #: a canary or A/B test is in flight
+    awaiting_approval = "AwaitingApproval"  #: every canary step passed; a person must approve
     serving = "Serving"  #: the champion serves all traffic
     degraded = "Degraded"  #: serving, but the latest attempt failed
     failed = "Failed"  #: nothing serves and the latest attempt failed
+
+
+class Verdict(str, Enum):
+    """Outcome of one analysis check (Argo Rollouts' four)."""
+
+    successful = "Successful"  #: within bounds
+    failed = "Failed"  #: out of bounds; counts toward failureThreshold
+    inconclusive = "Inconclusive"  #: too few requests to judge
+    error = "Error"  #: no data, or Prometheus unreachable or refusing the query
+
+
+class CheckResult(ApiModel):
+    """One check of the latest analysis of the current step."""
+
+    name: str = Field(..., description="requests, errorRate, latencyP95 or a custom metric's name.")
+    verdict: Verdict = Field(..., description="Successful, Failed, Inconclusive or Error.")
+    value: float | None = Field(None, description="Measured value (a ratio, seconds, or requests).")
+    threshold: str | None = Field(None, description="The bound it was held to, e.g. <= 0.05.")
+    message: str = Field("", description="Why, for people.")
+
+
+class RolloutPhase(str, Enum):
+    """Where the rollout of the candidate stands."""
+
+    waiting = "Waiting"  #: the candidate's pods are not ready yet
+    progressing = "Progressing"  #: a canary step is in flight
+    awaiting_approval = "AwaitingApproval"  #: every step passed; waiting for modelship approve
+    ab_testing = "ABTesting"  #: variants served side by side until a person promotes one
+    promoted = "Promoted"  #: the candidate became champion
+    rolled_back = "RolledBack"  #: the candidate was taken out of traffic
+
+
+class VariantStatus(ApiModel):
+    """One arm of an A/B test, with its live metrics over the last analysis window."""
+
+    name: str = Field(..., description="Variant name.")
+    version: str = Field(..., description="Model version it resolves to.")
+    weight: int = Field(..., ge=0, le=100, description="Percent of the requests no header pins.")
+    header: str | None = Field(None, description="name=value of the header that pins requests to it.")
+    requests: float | None = Field(None, description="Requests its version answered in the window.")
+    error_rate: float | None = Field(None, description="Share of those that failed with a server error.")
+    latency_p95: float | None = Field(None, description="95th-percentile latency in seconds.")
+
+
+class RolloutStatus(ApiModel):
+    """The rollout's memory: a restart resumes from here, never from process memory."""
+
+    candidate: str | None = Field(None, description="Version under rollout (or the last one rolled out).")
+    phase: RolloutPhase | None = Field(None, description="Waiting, Progressing, AwaitingApproval, Promoted or RolledBack.")
+    step_index: int | None = Field(None, ge=0, description="Index of the current canary step.")
+    step: str | None = Field(None, description="The current step for people, e.g. 2/3.")
+    step_weight: int | None = Field(None, ge=0, le=100, description="Percent of requests the candidate gets in this step.")
+    step_started_at: str | None = Field(None, description="When the current step began (RFC 3339).")
+    last_analysis_at: str | None = Field(None, description="When the metrics were last checked (RFC 3339).")
+    checks: list[CheckResult] = Field(default_factory=list, description="Checks of the latest analysis of the current step.")
+    step_passed: bool | None = Field(None, description="Whether the latest analysis of the current step passed every check.")
+    failed_checks: int = Field(0, ge=0, description="Analyses with a failed check during this rollout.")
+    inconclusive_checks: int = Field(0, ge=0, description="Analyses of the current step that were inconclusive or erred.")
+    inconclusive_since: str | None = Field(None, description="Start of the current run of inconclusive analyses (RFC 3339).")
+    mirror_phase: str | None = Field(None, description="Mirroring while the candidate only gets copies of requests, Done after.")
+    awaiting_approval: bool = Field(False, description="The rollout waits for modelship approve (or the approve annotation).")
+    message: str | None = Field(None, description="What happened last, for people.")
+    previous_champion: str | None = Field(None, description="Champion before the last promotion, kept warm for an instant rollback.")
+    warm_until: str | None = Field(None, description="When the previous champion is removed (RFC 3339).")
+    retire_at: str | None = Field(None, description="When a rolled-back candidate's pods are removed (RFC 3339).")
+    variants: list[VariantStatus] | None = Field(None, description="Arms of the A/B test in flight, with their metrics.")
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -730,6 +882,7 @@ class ModelDeploymentStatus(ApiModel):
     traffic: list[TrafficEntry] = Field(default_factory=list, description="Per-version traffic split.")
     last_training: TrainingRecord | None = Field(None, description="Most recent training.")
     endpoint: str | None = Field(None, description="URL of the inference endpoint.")
+    rollout: RolloutStatus | None = Field(None, description="Progress of the current (or last) rollout.")
 
 
 def unwrap_spec(document: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from modelship.api import parse_duration
@@ -193,8 +194,9 @@ def serving_labels(resource: ModelDeployment, version: str, variant: str) -> dic
     return {**common_labels(resource, "serving"), VERSION_LABEL: version, VARIANT_LABEL: variant}
 
 
-def serving_deployment(resource: ModelDeployment, config: OperatorConfig, version: str, variant: str) -> dict[str, Any]:
-    """One Deployment of ``modelship serve`` per registered model version."""
+def serving_deployment(resource: ModelDeployment, config: OperatorConfig, version: str, variant: str, replicas: int | None = None) -> dict[str, Any]:
+    """One Deployment of ``modelship serve`` per registered model version; ``replicas`` overrides
+    the spec's scaling (a previous champion kept warm for a rollback runs one replica)."""
     name = serving_name(resource.metadata.name, version)
     labels = serving_labels(resource, version, variant)
     selector = {DEPLOYMENT_LABEL: resource.metadata.name, VERSION_LABEL: version}
@@ -228,7 +230,9 @@ def serving_deployment(resource: ModelDeployment, config: OperatorConfig, versio
             "spec": {**_pod_spec_common(config, [{"name": "model-cache", "emptyDir": {}}]), "containers": [container]},
         },
     }
-    if serving.autoscaling is None:
+    if replicas is not None:
+        spec["replicas"] = replicas
+    elif serving.autoscaling is None:
         spec["replicas"] = 1 if serving.replicas is None else serving.replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(resource, name, labels), "spec": spec}
 
@@ -284,24 +288,38 @@ def endpoint_url(resource: ModelDeployment, config: OperatorConfig) -> str:
     return f"{config.endpoint_base_url}{route_path(resource)}"
 
 
-def http_route(resource: ModelDeployment, config: OperatorConfig, weights: dict[str, int]) -> dict[str, Any]:
-    """The Gateway API route of the endpoint; ``weights`` maps model version → percent."""
-    backends = [
-        {"name": serving_name(resource.metadata.name, version), "port": SERVICE_PORT, "weight": weight}
-        for version, weight in sorted(weights.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0)
+def http_route(
+    resource: ModelDeployment,
+    config: OperatorConfig,
+    weights: dict[str, int],
+    header_routes: Sequence[Any] = (),
+    mirror: Any | None = None,
+) -> dict[str, Any]:
+    """The Gateway API route of the endpoint: one rule per header match (each to one version),
+    then the weighted default rule; ``weights`` maps model version → percent, ``header_routes``
+    and ``mirror`` are :class:`modelship.operator.traffic.HeaderRoute` and ``Mirror``."""
+    name = resource.metadata.name
+    path = {"path": {"type": "PathPrefix", "value": route_path(resource)}}
+    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}
+
+    def backend(version: str, weight: int) -> dict[str, Any]:
+        return {"name": serving_name(name, version), "port": SERVICE_PORT, "weight": weight}
+
+    rules = [
+        {"matches": [{**path, "headers": [{"type": "Exact", "name": h.name, "value": h.value}]}], "filters": [rewrite], "backendRefs": [backend(h.version, 1)]}
+        for h in header_routes
     ]
+    filters = [rewrite]
+    if mirror is not None:
+        filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": serving_name(name, mirror.version), "port": SERVICE_PORT}, "percent": mirror.percent}})
+    ordered = sorted(weights.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0)
+    rules.append({"matches": [path], "filters": filters, "backendRefs": [backend(version, weight) for version, weight in ordered]})
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": _metadata(resource, resource.metadata.name, common_labels(resource, "routing")),
+        "metadata": _metadata(resource, name, common_labels(resource, "routing")),
         "spec": {
             "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": config.gateway_name, "namespace": config.gateway_namespace}],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": route_path(resource)}}],
-                    "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-                    "backendRefs": backends,
-                }
-            ],
+            "rules": rules,
         },
     }

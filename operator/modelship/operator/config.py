@@ -47,6 +47,15 @@ class OperatorConfig:
     #: Secret (in each ModelDeployment's namespace) whose key ``dsn`` is the PostgreSQL DSN of the
     #: prediction store; serving pods of a spec with monitoring.feedback.enabled get it as env.
     prediction_store_secret: str | None = None
+    #: Prometheus HTTP API the canary analysis queries (None: every check is an Error verdict,
+    #: so no canary advances without metrics).
+    prometheus_url: str | None = None
+    #: Seconds one analysis query may take before it counts as Prometheus unreachable.
+    prometheus_timeout: float = 5.0
+    #: Seconds a rolled-back candidate keeps its pods (no traffic) for inspection.
+    retain_rolled_back_seconds: float = 600.0
+    #: Which traffic provider routes the endpoints (modelship.operator.traffic).
+    traffic_provider: str = "gatewayapi"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -70,4 +79,8 @@ class OperatorConfig:
             resync_interval=float(env.get("MODELSHIP_RESYNC_INTERVAL", cls.resync_interval)),
             workers=int(env.get("MODELSHIP_WORKERS", cls.workers)),
             prediction_store_secret=env.get(names.ENV_PREDICTION_STORE_SECRET) or None,
+            prometheus_url=(env.get(names.ENV_PROMETHEUS_URL) or "").rstrip("/") or None,
+            prometheus_timeout=float(env.get("MODELSHIP_PROMETHEUS_TIMEOUT", cls.prometheus_timeout)),
+            retain_rolled_back_seconds=float(env.get("MODELSHIP_RETAIN_ROLLED_BACK_SECONDS", cls.retain_rolled_back_seconds)),
+            traffic_provider=env.get("MODELSHIP_TRAFFIC_PROVIDER", cls.traffic_provider),
         )

@@ -17,13 +17,14 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from modelship.api import ModelDeployment, format_errors
+from modelship.api import ModelDeployment, format_errors, parse_duration
 from modelship.api.names import TRIGGER_ANNOTATION
-from modelship.operator import metrics, registry
+from modelship.operator import failpoints, metrics, registry, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
-from modelship.operator.reconcile import plan
+from modelship.operator.prometheus import PrometheusClient
+from modelship.operator.reconcile import candidate_version, plan, rollout_state
 
 log = logging.getLogger("modelship.operator")
 Key = tuple[str, str]
@@ -72,6 +73,9 @@ class Controller:
         self.failures: dict[Key, int] = {}
         self.tasks: list[asyncio.Task] = []
         self.started = False
+        #: One pending "look again" timer per key: the latest plan's requeue_after.
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
+        self.prometheus = PrometheusClient(config.prometheus_url, config.prometheus_timeout)
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
@@ -86,6 +90,19 @@ class Controller:
             self.queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self.queued))
 
+    def look_again(self, namespace: str, name: str, delay: float) -> None:
+        """Reconcile the key after ``delay`` seconds; replaces the key's previous timer."""
+        key = (namespace, name)
+        previous = self.timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            self.enqueue(namespace, name)
+
+        self.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+
     async def start(self) -> None:
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
@@ -95,6 +112,10 @@ class Controller:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        await self.prometheus.close()
         self.started = False
 
     def alive(self) -> bool:
@@ -169,7 +190,16 @@ class Controller:
             if recovered:
                 observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
 
-        decision = plan(resource, status, observed, self.config, utcnow())
+        now = dt.datetime.now(dt.timezone.utc)
+        sample = None
+        state = rollout_state(status)
+        step_started = rollout.analysis_due(resource.spec.rollout, state, now)
+        if step_started is not None and state and state.candidate:
+            sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
+        variant_samples = None
+        if rollout.ab_analysis_due(resource.spec.rollout, state, now):
+            variant_samples = await self._measure_variants(resource, status, now)
+        decision = plan(resource, status, observed, self.config, now, sample, variant_samples)
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
@@ -179,7 +209,9 @@ class Controller:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
+            failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
             metrics.PROMOTIONS.inc()
+        metrics.record_rollout(resource.registered_model_name, decision.status)
         patch = status_patch(status, decision.status)
         if patch:
             await run(self.kube.patch_status, namespace, name, patch)
@@ -192,6 +224,16 @@ class Controller:
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
+        if decision.requeue_after is not None:
+            self.look_again(namespace, name, decision.requeue_after)
+
+    async def _measure_variants(self, resource: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> dict[str, rollout.AnalysisSample]:
+        """Each A/B version over the last two analysis intervals (at least 30 s)."""
+        candidate = candidate_version(status, status.get("lastTraining") or {})
+        versions = {version for _, version in rollout.resolve_variants(resource.spec.rollout, status.get("championVersion"), candidate)}
+        window = dt.timedelta(seconds=max(2 * parse_duration(resource.spec.rollout.analysis.interval), 30))
+        samples = await asyncio.gather(*(self.prometheus.measure(resource, version, now - window, now) for version in sorted(versions)))
+        return dict(zip(sorted(versions), samples))
 
     async def _registry(self, func, *args):
         try:
@@ -212,6 +254,7 @@ class Controller:
             await run(self.kube.post_event, body, "Warning", "InvalidSpec", message)
 
     async def forget(self, model_name: str) -> None:
+        metrics.forget_rollout(model_name)
         try:
             await asyncio.to_thread(registry.forget, self.config.mlflow_tracking_uri, model_name)
         except Exception as error:  # deletion never waits on MLflow

@@ -1,7 +1,11 @@
 """The operator's own Prometheus metrics; their names live with every other Modelship metric
 name in modelship.monitoring.metrics."""
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from modelship.api.v1alpha1 import RolloutPhase, Verdict
 
 from modelship.monitoring import metrics as names
 
@@ -13,3 +17,60 @@ TRAININGS_FINISHED = Counter(names.OPERATOR_TRAININGS_FINISHED_TOTAL, "Training 
 TRAINING_SECONDS = Histogram(names.OPERATOR_TRAINING_SECONDS, "From Job creation to its recorded result.", buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200))
 PROMOTIONS = Counter(names.OPERATOR_PROMOTIONS_TOTAL, "Versions made champion.")
 QUEUE_DEPTH = Gauge(names.OPERATOR_QUEUE_DEPTH, "ModelDeployments waiting for a reconcile.")
+
+ROLLOUT_PHASE = Gauge(names.OPERATOR_ROLLOUT_PHASE, "1 for the rollout's current phase.", ["model", "phase"])
+ROLLOUT_STEP = Gauge(names.OPERATOR_ROLLOUT_STEP, "Current canary step, from 1 (0: none in flight).", ["model"])
+TRAFFIC_WEIGHT = Gauge(names.OPERATOR_TRAFFIC_WEIGHT, "Percent of requests each version gets.", ["model", "version"])
+ANALYSIS_VERDICT = Gauge(names.OPERATOR_ANALYSIS_VERDICT, "1 for the latest verdict of each analysis check.", ["model", "check", "verdict"])
+ANALYSIS_VALUE = Gauge(names.OPERATOR_ANALYSIS_VALUE, "The value each analysis check measured last.", ["model", "check"])
+
+#: Label values set per model, so that a version or check that is gone is removed, not frozen.
+_shown: dict[str, dict[str, set[Any]]] = {}
+
+
+def record_rollout(model: str, status: dict[str, Any]) -> None:
+    """Mirror one resource's status (wire form) into the rollout gauges."""
+    rollout = status.get("rollout") or {}
+    shown = _shown.setdefault(model, {"versions": set(), "checks": set()})
+    for phase in RolloutPhase:
+        ROLLOUT_PHASE.labels(model, phase.value).set(1 if rollout.get("phase") == phase.value else 0)
+    in_step = rollout.get("phase") in (RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value)
+    ROLLOUT_STEP.labels(model).set((rollout.get("stepIndex") or 0) + 1 if in_step else 0)
+    weights = {entry["version"]: entry["weight"] for entry in status.get("traffic") or []}
+    for version in shown["versions"] - weights.keys():
+        _drop(TRAFFIC_WEIGHT, model, version)
+    for version, weight in weights.items():
+        TRAFFIC_WEIGHT.labels(model, version).set(weight)
+    shown["versions"] = set(weights)
+    checks = {check["name"]: check for check in rollout.get("checks") or []} if in_step else {}
+    _drop_checks(model, shown["checks"] - checks.keys())
+    for name, check in checks.items():
+        for verdict in Verdict:
+            ANALYSIS_VERDICT.labels(model, name, verdict.value).set(1 if check["verdict"] == verdict.value else 0)
+        ANALYSIS_VALUE.labels(model, name).set(check["value"] if check.get("value") is not None else float("nan"))
+    shown["checks"] = set(checks)
+
+
+def forget_rollout(model: str) -> None:
+    """Drop a deleted resource's rollout series."""
+    shown = _shown.pop(model, {"versions": set(), "checks": set()})
+    for phase in RolloutPhase:
+        _drop(ROLLOUT_PHASE, model, phase.value)
+    _drop(ROLLOUT_STEP, model)
+    for version in shown["versions"]:
+        _drop(TRAFFIC_WEIGHT, model, version)
+    _drop_checks(model, shown["checks"])
+
+
+def _drop_checks(model: str, checks: set[str]) -> None:
+    for name in checks:
+        _drop(ANALYSIS_VALUE, model, name)
+        for verdict in Verdict:
+            _drop(ANALYSIS_VERDICT, model, name, verdict.value)
+
+
+def _drop(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass

@@ -1,24 +1,32 @@
 """The reconcile decision: given a ModelDeployment and what exists, what should change.
 
-``plan`` is pure (no API, no MLflow, no clock): the handler observes, calls it, applies the
-plan. Level-triggered, so a restart in the middle of anything reaches the same end state.
+``plan`` is pure (no API, no MLflow, no Prometheus, no clock): the controller observes,
+measures the candidate when an analysis is due, calls it and applies the plan. Level-triggered,
+so a restart in the middle of anything reaches the same end state. It has three parts:
+:func:`plan_training` (the Job and its outcome), :func:`plan_rollout` (serving objects, traffic,
+promotion; the decisions are :mod:`modelship.operator.rollout`'s) and :func:`plan_status`.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelship.api import names
 from modelship.api.results import TrainingOutcome
-from modelship.api.v1alpha1 import ModelDeployment, Phase
-from modelship.operator import builders
+from modelship.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus, Phase, RolloutPhase, RolloutStatus
+from modelship.operator import builders, rollout
 from modelship.operator.conditions import DEGRADED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
-from modelship.operator.rollout import decide_traffic
+from modelship.operator.traffic import TrafficSplit, provider_for
 
 CHAMPION = "champion"
+CANARY = "canary"
+#: Promoted=False reasons that mean the latest candidate failed (the resource is Degraded).
+ROLLOUT_FAILURES = ("AnalysisFailed", "AnalysisInconclusive", "Aborted")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,30 @@ class Plan:
     promote_version: str | None = None
     #: Reason of the training outcome this plan records (a finished Job seen for the first time).
     training_outcome: str | None = None
+    #: Seconds until the resource should be looked at again (a pause's end, the next analysis).
+    requeue_after: float | None = None
+
+
+class Conditions:
+    """The resource's conditions while a plan is made; one transition time for the whole plan."""
+
+    def __init__(self, conditions: list[dict[str, Any]], now: str, generation: int | None) -> None:
+        self.items = conditions
+        self.now = now
+        self.generation = generation
+
+    def set(self, type_: str, value: bool | None, reason: str, message: str) -> None:
+        self.items = set_condition(self.items, type_, value, reason, message, self.now, self.generation)
+
+    def get(self, type_: str) -> dict[str, Any]:
+        return condition(self.items, type_) or {}
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    #: The ``lastTraining`` record after this plan.
+    last: dict[str, Any]
+    running: bool
 
 
 def _metric_summary(metrics: dict[str, float]) -> str:
@@ -81,19 +113,33 @@ def _record_outcome(last: dict[str, Any], job: JobState, now: str) -> tuple[bool
     return False, "TrainingFailed", message, Event("Warning", "TrainingFailed", message)
 
 
-def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, config: OperatorConfig, now: str) -> Plan:
-    """Everything that should change for ``resource``; ``status`` is its current status (wire form)."""
+def plan(
+    resource: ModelDeployment,
+    status: dict[str, Any],
+    observed: Observed,
+    config: OperatorConfig,
+    now: dt.datetime,
+    sample: rollout.AnalysisSample | None = None,
+    variant_samples: dict[str, rollout.AnalysisSample] | None = None,
+) -> Plan:
+    """Everything that should change for ``resource``; ``status`` is its current status (wire
+    form); ``sample`` is the candidate's analysis when :func:`rollout.analysis_due` said so, and
+    ``variant_samples`` each A/B version's when :func:`rollout.ab_analysis_due` did."""
     result = Plan()
     status = copy.deepcopy(status or {})
-    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    conditions = Conditions(status.get("conditions") or [], rollout.timestamp(now), resource.metadata.generation)
+    training = plan_training(resource, status, observed, config, now, result, conditions)
+    decision = plan_rollout(resource, status, observed, config, now, sample, training, result, conditions, variant_samples)
+    plan_status(resource, status, observed, config, training, decision, result, conditions)
+    return result
+
+
+def plan_training(
+    resource: ModelDeployment, status: dict[str, Any], observed: Observed, config: OperatorConfig, now: dt.datetime, result: Plan, conditions: Conditions
+) -> TrainingState:
+    """The training Job of the current spec, and its outcome once it finished."""
     generation = resource.metadata.generation
-    name = resource.metadata.name
-
-    def set_(type_: str, value: bool | None, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(conditions, type_, value, reason, message, now, generation)
-
-    # --- training ---------------------------------------------------------------------
+    stamp = rollout.timestamp(now)
     spec_hash = builders.training_hash(resource)
     last: dict[str, Any] = dict(status.get("lastTraining") or {})
     training_running = False
@@ -102,7 +148,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
         job_name = job["metadata"]["name"]
         if job_name not in observed.jobs:
             result.create.append(job)
-        last = {"job": job_name, "specHash": spec_hash, "generation": generation, "startedAt": now, "trigger": "spec"}
+        last = {"job": job_name, "specHash": spec_hash, "generation": generation, "startedAt": stamp, "trigger": "spec"}
         training_running = True
         result.events.append(Event("Normal", "TrainingStarted", f"training job {job_name} started for spec {spec_hash}"))
     elif not last.get("finishedAt"):
@@ -115,93 +161,178 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
         elif not job_state.finished:
             training_running = True
         else:
-            trained, reason, message, event = _record_outcome(last, job_state, now)
+            trained, reason, message, event = _record_outcome(last, job_state, stamp)
             result.training_outcome = reason
-            set_(TRAINED, trained, reason, message)
+            conditions.set(TRAINED, trained, reason, message)
             result.events.append(event)
     # Jobs of an older spec that still run are wasted work.
     for job_state in observed.jobs.values():
         if job_state.name != last.get("job") and not job_state.finished:
             result.delete.append(("batch/v1", "Job", job_state.name))
     if training_running:
-        set_(PROGRESSING, True, "Training", f"training job {last['job']} is running")
+        conditions.set(PROGRESSING, True, "Training", f"training job {last['job']} is running")
     status["lastTraining"] = last
+    return TrainingState(last, training_running)
 
-    # --- serving ----------------------------------------------------------------------
+
+def _user_requests(resource: ModelDeployment) -> rollout.UserRequests:
+    annotations = resource.metadata.annotations or {}
+    return rollout.UserRequests(
+        approve=annotations.get(names.APPROVE_ANNOTATION),
+        abort=annotations.get(names.ABORT_ANNOTATION),
+        rollback=annotations.get(names.ROLLBACK_ANNOTATION),
+        promote=annotations.get(names.PROMOTE_ANNOTATION),
+    )
+
+
+def rollout_state(status: dict[str, Any]) -> RolloutStatus | None:
+    return RolloutStatus.model_validate(status["rollout"]) if status.get("rollout") else None
+
+
+def candidate_version(status: dict[str, Any], last: dict[str, Any]) -> str | None:
+    """The trained version that should roll out: it passed its gate, is not the champion, and was
+    not rolled back already."""
+    version = last.get("modelVersion") if last.get("finishedAt") and (last.get("gate") or {}).get("passed") else None
+    state = rollout_state(status)
+    if not version or version == status.get("championVersion"):
+        return None
+    if state and state.candidate == version and state.phase == RolloutPhase.rolled_back.value:
+        return None
+    return version
+
+
+def plan_rollout(
+    resource: ModelDeployment,
+    status: dict[str, Any],
+    observed: Observed,
+    config: OperatorConfig,
+    now: dt.datetime,
+    sample: rollout.AnalysisSample | None,
+    training: TrainingState,
+    result: Plan,
+    conditions: Conditions,
+    variant_samples: dict[str, rollout.AnalysisSample] | None = None,
+) -> rollout.RolloutDecision:
+    """Serving objects of every version that takes part, the route's split, and promotion."""
     champion = status.get("championVersion")
-    gate = last.get("gate") or {}
-    candidate = last.get("modelVersion") if last.get("finishedAt") and gate.get("passed") and last.get("modelVersion") != champion else None
-    wanted = [v for v in (champion, candidate) if v]
-    for version in wanted:
+    candidate = candidate_version(status, training.last)
+    candidate_ready = bool(candidate and observed.serving.get(candidate) and observed.serving[candidate].ready)
+    decision = rollout.decide(
+        resource.spec.rollout,
+        rollout_state(status),
+        champion,
+        candidate,
+        candidate_ready,
+        now,
+        sample,
+        _user_requests(resource),
+        rollout.Settings(retain_rolled_back=config.retain_rolled_back_seconds),
+        frozenset(version for version, state in observed.serving.items() if state.ready),
+        variant_samples,
+    )
+    for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)
-        variant = existing.variant if existing and existing.variant else CHAMPION
-        result.apply.append(builders.serving_deployment(resource, config, version, variant))
+        # A/B pods carry their variant's name; otherwise a version keeps the label it started with
+        # (a new label would restart its pods on promotion).
+        variant = decision.variants.get(version) or (existing.variant if existing and existing.variant else (CANARY if version == decision.candidate else CHAMPION))
+        result.apply.append(builders.serving_deployment(resource, config, version, variant, replicas=replicas))
         result.apply.append(builders.serving_service(resource, version, variant))
-        hpa = builders.serving_hpa(resource, version, variant)
+        hpa = builders.serving_hpa(resource, version, variant) if replicas is None else None
         if hpa:
             result.apply.append(hpa)
-
-    candidate_ready = bool(candidate and observed.serving.get(candidate) and observed.serving[candidate].ready)
-    decision = decide_traffic(resource.spec.rollout.strategy, champion, candidate, candidate_ready)
-    if decision.promote and candidate:
-        result.promote_version = candidate
-        message = f"version {candidate} is champion" + (f", replacing version {champion}" if champion else "")
-        result.events.append(Event("Normal", "Promoted", message))
-        set_(PROMOTED, True, "Promoted", message)
-        champion = candidate
-        candidate = None
-        wanted = [champion]
+        elif resource.spec.serving.autoscaling and existing:
+            result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", builders.serving_name(resource.metadata.name, version)))
     if decision.weights:
-        result.apply.append(builders.http_route(resource, config, decision.weights))
+        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes, mirror=decision.mirror))
     for version in observed.serving:
-        if version not in wanted:
-            deployment_name = builders.serving_name(name, version)
+        if version not in decision.keep:
+            deployment_name = builders.serving_name(resource.metadata.name, version)
             result.delete += [("apps/v1", "Deployment", deployment_name), ("v1", "Service", deployment_name)]
             if resource.spec.serving.autoscaling:
                 result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", deployment_name))
+    result.promote_version = decision.promote
+    result.requeue_after = decision.requeue_after
+    result.events += [Event(n.type, n.reason, n.message) for n in decision.notices]
+    if decision.promoted:
+        conditions.set(PROMOTED, *decision.promoted)
+    return decision
 
+
+def plan_status(
+    resource: ModelDeployment,
+    status: dict[str, Any],
+    observed: Observed,
+    config: OperatorConfig,
+    training: TrainingState,
+    decision: rollout.RolloutDecision,
+    result: Plan,
+    conditions: Conditions,
+) -> None:
+    """The status the API server keeps, built through :class:`ModelDeploymentStatus`."""
+    champion = decision.champion
+    candidate = decision.candidate
+    state = decision.rollout
     status["championVersion"] = champion
-    status["canaryVersion"] = decision.canary
-    status["canaryWeight"] = decision.weights.get(status["canaryVersion"], 0) if status["canaryVersion"] else None
+    status["canaryVersion"] = candidate
+    status["canaryWeight"] = decision.weights.get(candidate, 0) if candidate else None
     status["traffic"] = [
-        {"version": v, "weight": w, "role": CHAMPION if v == champion else "canary"} for v, w in sorted(decision.weights.items())
+        {"version": v, "weight": w, "role": CHAMPION if v == champion else CANARY} for v, w in sorted(decision.weights.items())
     ]
     status["modelName"] = resource.registered_model_name
+    status["rollout"] = state.to_wire() if state else None
 
-    champion_ready = bool(champion and (decision.promote or (observed.serving.get(champion) and observed.serving[champion].ready)))
+    champion_ready = bool(champion and (decision.promote == champion or (observed.serving.get(champion) and observed.serving[champion].ready)))
     if champion_ready:
         status["endpoint"] = builders.endpoint_url(resource, config)
-        set_(READY, True, "ChampionServing", f"version {champion} serves {status['endpoint']}")
+        conditions.set(READY, True, "ChampionServing", f"version {champion} serves {status['endpoint']}")
     elif champion:
-        set_(READY, False, "ChampionNotReady", f"the pods of version {champion} are not ready")
+        conditions.set(READY, False, "ChampionNotReady", f"the pods of version {champion} are not ready")
     else:
-        set_(READY, False, "NoChampion", "no version serves yet")
+        conditions.set(READY, False, "NoChampion", "no version serves yet")
 
-    training_failed = bool(last.get("finishedAt")) and (condition(conditions, TRAINED) or {}).get("status") == "False"
+    last = training.last
+    training_failed = bool(last.get("finishedAt")) and conditions.get(TRAINED).get("status") == "False"
+    promoted = conditions.get(PROMOTED)
+    rollout_failed = bool(
+        state and state.phase == RolloutPhase.rolled_back.value and promoted.get("status") == "False" and promoted.get("reason") in ROLLOUT_FAILURES
+    )
     if champion:
-        if training_failed and not training_running:
-            set_(DEGRADED, True, (condition(conditions, TRAINED) or {}).get("reason", "TrainingFailed"), f"still serving version {champion}; the latest training failed")
+        if training_failed and not training.running:
+            conditions.set(DEGRADED, True, conditions.get(TRAINED).get("reason", "TrainingFailed"), f"still serving version {champion}; the latest training failed")
+        elif rollout_failed and not training.running:
+            conditions.set(DEGRADED, True, promoted["reason"], f"still serving version {champion}; {promoted.get('message', '')}")
         else:
-            set_(DEGRADED, False, "AsExpected", "")
+            conditions.set(DEGRADED, False, "AsExpected", "")
 
-    deploying = bool(candidate)
-    if deploying and not training_running:
-        set_(PROGRESSING, True, "Deploying", f"waiting for the pods of version {candidate}")
-    elif not training_running:
-        set_(PROGRESSING, False, "Idle", "nothing in flight")
+    rollout_phase = state.phase if state and candidate else None
+    if not training.running:
+        if rollout_phase == RolloutPhase.waiting.value:
+            conditions.set(PROGRESSING, True, "Deploying", f"waiting for the pods of version {candidate}")
+        elif rollout_phase == RolloutPhase.progressing.value:
+            conditions.set(PROGRESSING, True, "Canary", state.message or "")
+        elif rollout_phase == RolloutPhase.awaiting_approval.value:
+            conditions.set(PROGRESSING, True, "AwaitingApproval", state.message or "")
+        elif rollout_phase == RolloutPhase.ab_testing.value:
+            conditions.set(PROGRESSING, True, "ABTesting", state.message or "")
+        else:
+            conditions.set(PROGRESSING, False, "Idle", "nothing in flight")
 
-    if training_running:
+    if training.running:
         phase = Phase.training
-    elif deploying:
+    elif rollout_phase == RolloutPhase.waiting.value:
         phase = Phase.deploying
+    elif rollout_phase in (RolloutPhase.progressing.value, RolloutPhase.ab_testing.value):
+        phase = Phase.progressing
+    elif rollout_phase == RolloutPhase.awaiting_approval.value:
+        phase = Phase.awaiting_approval
     elif champion:
-        phase = Phase.degraded if training_failed else Phase.serving
+        phase = Phase.degraded if training_failed or rollout_failed else Phase.serving
     elif training_failed:
         phase = Phase.failed
     else:
         phase = Phase.pending
     status["phase"] = phase.value
-    status["conditions"] = conditions
-    status["observedGeneration"] = generation
-    result.status = {k: v for k, v in status.items() if v is not None}
-    return result
+    status["conditions"] = conditions.items
+    status["observedGeneration"] = resource.metadata.generation
+    # Through the typed model: a field the CRD does not declare would be dropped by the API server.
+    result.status = ModelDeploymentStatus.model_validate({k: v for k, v in status.items() if v is not None}).to_wire()

@@ -103,3 +103,22 @@ def test_resync_lists_each_watched_namespace(namespaces, listed):
 
     kube = asyncio.run(scenario())
     assert kube.listed[: len(listed)] == listed  # a forbidden namespace does not stop the others
+
+
+def test_look_again_keeps_one_timer_per_key_the_latest():
+    # A plan's requeue_after replaces the key's previous timer: a pause that was shortened (or
+    # an analysis that came due sooner) wins, and timers never pile up.
+    async def scenario():
+        controller = Scripted([])
+        await controller.start()
+        controller.look_again("ns", "md", 30)
+        controller.look_again("ns", "md", 0.05)
+        assert len(controller.timers) == 1
+        await _settle(controller, 1)
+        await asyncio.sleep(0.1)
+        left = dict(controller.timers)
+        await controller.stop()
+        return controller, left
+
+    controller, left = asyncio.run(scenario())
+    assert controller.calls == 1 and left == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -13,11 +14,20 @@ from modelship.operator.conditions import condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.controller import status_patch
 from modelship.operator.observe import JobState, Observed, ServingState, job_state, parse_result
-from modelship.operator.reconcile import plan
+from modelship.api.v1alpha1 import ModelDeploymentStatus
+from modelship.operator import reconcile
 from spec_cases import base_resource
 
 CONFIG = OperatorConfig()
-NOW = "2026-11-22T08:00:00Z"
+NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+
+
+def plan(*args, **kwargs) -> reconcile.Plan:
+    """``reconcile.plan``, and every status it produces must survive the typed status model with
+    unknown fields forbidden: the API server silently drops what the CRD does not declare."""
+    made = reconcile.plan(*args, **kwargs)
+    assert ModelDeploymentStatus.model_validate(made.status).to_wire() == made.status
+    return made
 
 
 def md() -> ModelDeployment:
@@ -65,7 +75,7 @@ def test_job_already_there_is_not_created_again():
 
 def test_running_job_changes_nothing():
     status = plan(RESOURCE, {}, Observed(jobs={JOB: JobState(JOB)}), CONFIG, NOW).status
-    again = plan(RESOURCE, status, Observed(jobs={JOB: JobState(JOB)}), CONFIG, "2026-11-22T09:00:00Z")
+    again = plan(RESOURCE, status, Observed(jobs={JOB: JobState(JOB)}), CONFIG, dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.timezone.utc))
     assert again.create == [] and again.events == [] and status_patch(status, again.status) == {}
 
 
@@ -89,15 +99,27 @@ def test_ready_candidate_becomes_champion():
     assert condition(p.status["conditions"], "Ready")["status"] == "True"
 
 
+def immediate() -> ModelDeployment:
+    resource = md()
+    resource.spec.rollout.strategy = "immediate"
+    return resource
+
+
 def test_second_version_replaces_the_champion_once_ready():
     status = {"lastTraining": training(version="2"), "championVersion": "1"}
-    waiting = plan(RESOURCE, status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", False)}), CONFIG, NOW)
+    waiting = plan(immediate(), status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", False)}), CONFIG, NOW)
     assert waiting.promote_version is None and waiting.status["championVersion"] == "1"
     assert waiting.status["phase"] == "Deploying" and waiting.delete == []
-    ready = plan(RESOURCE, status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", True)}), CONFIG, NOW)
+    ready = plan(immediate(), status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", True)}), CONFIG, NOW)
     assert ready.promote_version == "2" and ready.status["championVersion"] == "2"
-    assert ("apps/v1", "Deployment", "california-housing-v1") in ready.delete
-    assert ("v1", "Service", "california-housing-v1") in ready.delete
+    # The previous champion stays warm (one replica, no traffic) for the rollback window.
+    warm = [o for o in ready.apply if o["kind"] == "Deployment" and o["metadata"]["name"] == "california-housing-v1"]
+    assert warm and warm[0]["spec"]["replicas"] == 1 and ready.delete == [("autoscaling/v2", "HorizontalPodAutoscaler", "california-housing-v1")]
+    assert ready.status["rollout"]["previousChampion"] == "1" and ready.status["rollout"]["warmUntil"] == "2026-11-22T08:30:00Z"
+    assert ready.requeue_after == 1800
+    later = plan(immediate(), ready.status, Observed(serving={"1": ServingState("1", True), "2": ServingState("2", True)}), CONFIG, NOW + dt.timedelta(minutes=31))
+    assert ("apps/v1", "Deployment", "california-housing-v1") in later.delete
+    assert ("v1", "Service", "california-housing-v1") in later.delete
 
 
 @pytest.mark.parametrize(
@@ -139,7 +161,7 @@ def test_vanished_job_is_started_again():
 
 def test_conditions_keep_their_transition_time_when_nothing_changes():
     first = plan(RESOURCE, {"lastTraining": training()}, Observed(serving={"1": ServingState("1", True)}), CONFIG, NOW).status
-    second = plan(RESOURCE, first, Observed(serving={"1": ServingState("1", True)}), CONFIG, "2026-11-22T10:00:00Z").status
+    second = plan(RESOURCE, first, Observed(serving={"1": ServingState("1", True)}), CONFIG, dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.timezone.utc)).status
     assert status_patch(first, second) == {}
 
 
@@ -208,3 +230,29 @@ def test_job_state_of_a_running_job():
 @pytest.mark.parametrize("message", [None, "", "not json", json.dumps({"outcome": "Nope"}), "{truncated"])
 def test_parse_result_rejects_non_results(message):
     assert parse_result(message) is None
+
+
+def test_every_status_field_is_declared():
+    # The wrapper above checks every plan of this module; this one shows that it would catch an
+    # undeclared field.
+    with pytest.raises(ValueError, match="rollout.bogus"):
+        ModelDeploymentStatus.model_validate({"rollout": {"candidate": "2", "bogus": 1}})
+
+
+def test_ab_test_labels_each_variants_pods_and_routes_the_header_first():
+    from spec_cases import ab_resource
+
+    raw = ab_resource()
+    raw["metadata"].update(uid="u2", generation=1, namespace="default")
+    resource = ModelDeployment.model_validate(raw)
+    spec_hash = builders.training_hash(resource)
+    last = {"job": "j", "specHash": spec_hash, "startedAt": "t", "finishedAt": "t", "modelVersion": "2", "gate": {"passed": True}}
+    serving = {"1": ServingState("1", True, "champion"), "2": ServingState("2", True, "canary")}
+    p = plan(resource, {"lastTraining": last, "championVersion": "1"}, Observed(serving=serving), CONFIG, NOW)
+    variants = {o["metadata"]["name"]: o["metadata"]["labels"]["modelship.io/variant"] for o in p.apply if o["kind"] == "Deployment"}
+    assert variants == {f"{resource.metadata.name}-v1": "champion", f"{resource.metadata.name}-v2": "challenger"}
+    route = next(o for o in p.apply if o["kind"] == "HTTPRoute")
+    first, default = route["spec"]["rules"]
+    assert first["matches"][0]["headers"] == [{"type": "Exact", "name": "x-variant", "value": "challenger"}]
+    assert [b["weight"] for b in default["backendRefs"]] == [80, 20]
+    assert p.status["phase"] == "Progressing" and p.status["rollout"]["phase"] == "ABTesting" and p.promote_version is None

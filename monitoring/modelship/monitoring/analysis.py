@@ -1,0 +1,60 @@
+"""The PromQL of a canary analysis, built from the metric names in
+:mod:`modelship.monitoring.metrics` beside the recording rules of :mod:`modelship.monitoring.rules`.
+
+The recording rules look back one minute; a canary step is judged over the step so far, so these
+queries read the raw series over ``window`` (e.g. ``90s``) for one ``version`` of one model in
+one namespace. The ``variant`` label is not selected on: a promoted candidate keeps the pods
+(and the variant label) it was canaried with.
+"""
+
+from __future__ import annotations
+
+import re
+
+from modelship.monitoring import metrics as m
+
+#: Names of the built-in checks, as they appear in status, events and conditions.
+CHECK_REQUESTS = "requests"
+CHECK_ERROR_RATE = "errorRate"
+CHECK_LATENCY_P95 = "latencyP95"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def selector(namespace: str, model: str, version: str, **extra: str) -> str:
+    """``{namespace="…",model="…",version="…"}`` with values escaped for PromQL."""
+    labels = {"namespace": namespace, m.LABEL_MODEL: model, m.LABEL_VERSION: version, **extra}
+    return "{" + ",".join(f"{key}={_quote(value)}" for key, value in labels.items()) + "}"
+
+
+def requests_query(namespace: str, model: str, version: str, window: str) -> str:
+    """Prediction requests the version answered (any outcome) over ``window``."""
+    return f"sum(increase({m.PREDICTIONS_TOTAL}{selector(namespace, model, version)}[{window}]))"
+
+
+def error_ratio_query(namespace: str, model: str, version: str, window: str) -> str:
+    """Share of requests that ended in a server error; rejected bad input is the client's fault and
+    does not count (as in :data:`metrics.RECORD_ERROR_RATIO`). No requests: no value."""
+    errors = f"sum(increase({m.PREDICTIONS_TOTAL}{selector(namespace, model, version, **{m.LABEL_OUTCOME: m.OUTCOME_ERROR})}[{window}]))"
+    return f"({errors} or vector(0)) / ({requests_query(namespace, model, version, window)} > 0)"
+
+
+def latency_p95_query(namespace: str, model: str, version: str, window: str) -> str:
+    """95th-percentile request latency in seconds over ``window``."""
+    return f"histogram_quantile(0.95, sum by (le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket{selector(namespace, model, version)}[{window}])))"
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(namespace|model|version|window)\s*\}\}")
+
+
+def render_template(template: str, namespace: str, model: str, version: str, window: str) -> str:
+    """A custom analysis metric's query with its placeholders filled in."""
+    values = {"namespace": namespace, "model": model, "version": version, "window": window}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def window_of(seconds: float) -> str:
+    """A PromQL range for a step that has run ``seconds`` (whole seconds, at least 10)."""
+    return f"{max(int(seconds), 10)}s"

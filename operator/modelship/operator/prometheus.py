@@ -1,0 +1,72 @@
+"""The canary analysis's Prometheus client: instant queries over the HTTP API, async (httpx),
+with a timeout. Every failure becomes a :class:`~modelship.operator.rollout.Measurement` with an
+``error`` (an Error verdict), never an exception into the reconcile loop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+
+import httpx
+
+from modelship.api.v1alpha1 import ModelDeployment
+from modelship.monitoring import analysis as queries
+from modelship.operator.rollout import AnalysisSample, Measurement
+
+
+class PrometheusClient:
+    def __init__(self, url: str | None, timeout: float = 5.0, client: httpx.AsyncClient | None = None) -> None:
+        self.url = url.rstrip("/") if url else None
+        self.timeout = timeout
+        self._client = client
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def value(self, name: str, expr: str) -> Measurement:
+        """The single value ``expr`` yields now; no series → no value; more than one → an error."""
+        if not self.url:
+            return Measurement(name, error="no Prometheus configured (MODELSHIP_PROMETHEUS_URL)")
+        try:
+            response = await self._http().get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=self.timeout)
+        except httpx.HTTPError as error:
+            return Measurement(name, error=f"Prometheus unreachable: {type(error).__name__}: {error}"[:300])
+        try:
+            answer = response.json()
+        except ValueError:
+            return Measurement(name, error=f"Prometheus answered {response.status_code} without JSON")
+        if answer.get("status") != "success":
+            return Measurement(name, error=f"Prometheus refused the query of {name}: {answer.get('error', response.status_code)}"[:300])
+        data = answer.get("data") or {}
+        result = data.get("result")
+        if data.get("resultType") == "scalar":
+            return Measurement(name, float(result[1]))
+        if not result:
+            return Measurement(name)
+        if len(result) > 1:
+            return Measurement(name, error=f"the query of {name} returned {len(result)} series; it must return one value")
+        value = float(result[0]["value"][1])
+        return Measurement(name, None if math.isnan(value) else value)
+
+    async def measure(self, resource: ModelDeployment, version: str, step_started: dt.datetime, now: dt.datetime) -> AnalysisSample:
+        """The candidate's requests, error ratio, p95 latency and custom metrics over the step so far."""
+        namespace = resource.metadata.namespace or "default"
+        model = resource.registered_model_name
+        window = queries.window_of((now - step_started).total_seconds())
+        wanted = {
+            queries.CHECK_REQUESTS: queries.requests_query(namespace, model, version, window),
+            queries.CHECK_ERROR_RATE: queries.error_ratio_query(namespace, model, version, window),
+            queries.CHECK_LATENCY_P95: queries.latency_p95_query(namespace, model, version, window),
+        }
+        for metric in resource.spec.rollout.analysis.metrics or ():
+            wanted[metric.name] = queries.render_template(metric.query, namespace, model, version, window)
+        measured = await asyncio.gather(*(self.value(name, expr) for name, expr in wanted.items()))
+        return AnalysisSample(at=now, measurements=tuple(measured))
