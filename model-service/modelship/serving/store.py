@@ -21,6 +21,7 @@ never waits behind a batch of predictions being written.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -285,7 +286,8 @@ class PredictionStore:
             self._writer = await asyncio.wait_for(self._connect(), self.settings.connect_timeout_seconds + self.settings.write_timeout_seconds)
             self._recovered()
         while self._buffer and not self._closing:
-            batch = [self._buffer[i] for i in range(min(len(self._buffer), self.settings.batch_rows))]
+            # Copied, not popped: on a failure the rows stay for the next attempt.
+            batch = list(itertools.islice(self._buffer, self.settings.batch_rows))
             await asyncio.wait_for(self._insert(self._writer, batch), self.settings.write_timeout_seconds)
             for _ in batch:
                 self._buffer.popleft()
