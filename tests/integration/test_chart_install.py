@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -176,6 +177,14 @@ class Platform:
         self.processes.append(process)
         wait_http(f"http://127.0.0.1:{self.operator_port}/readyz", timeout=120, process=process)
 
+    def reconciles(self) -> float:
+        """The operator's own count of finished reconciles (its /metrics)."""
+        from modelship.monitoring.metrics import OPERATOR_RECONCILES_TOTAL
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.operator_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(OPERATOR_RECONCILES_TOTAL + "{") or line.startswith(OPERATOR_RECONCILES_TOTAL + " "))
+
     def _pg_ready(self, env: dict[str, str]) -> bool:
         result = subprocess.run(["/usr/lib/postgresql/15/bin/pg_isready", "-h", "127.0.0.1", "-p", str(self.pg_port)], capture_output=True)
         return result.returncode == 0
@@ -307,7 +316,8 @@ def test_the_installed_platform_runs_trains_the_sample_and_survives_an_upgrade(r
         assert client.get_model_version(model, "1").run_id == run_id
         platform.start_operator(run=2, kubeconfig=kubeconfig)
         assert platform.operator_command.env["MODELSHIP_WORKERS"] == "5"
-        time.sleep(5)  # a resync of the sample by the new operator
+        # Once the new operator has reconciled the sample, it is as it was (no retraining).
+        wait_until("a reconcile by the upgraded operator", lambda: platform.reconciles() > 0, timeout=120)
         after = ready_status(release)
         assert after and after["championVersion"] == "1" and after["lastTraining"]["runId"] == run_id
         assert release.cluster.kubectl_json("get", "jobs", "-n", release.apps)["items"].__len__() == 1, "the upgrade retrained"

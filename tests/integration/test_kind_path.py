@@ -92,5 +92,6 @@ def test_the_chart_with_the_kind_values_is_accepted_by_the_api_server(cluster):
     env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELSHIP_GATEWAY"] == "modelship-system/modelship-gateway" and env["MODELSHIP_ENDPOINT_BASE_URL"] == "http://localhost:8000"
     assert env["MLFLOW_TRACKING_URI"] == "http://modelship-mlflow.modelship-system.svc:5000"
-    result = cluster.kubectl("apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(documents), check=False)
+    # Forced: an earlier test may have installed the CRD with Helm, which then owns its fields.
+    result = cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(documents), check=False)
     assert result.returncode == 0, result.stderr
