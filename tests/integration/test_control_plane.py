@@ -131,7 +131,7 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     [pod] = _job_pods(cluster, namespace, "train")
     assert pod["status"]["phase"] == "Succeeded"
     status = pod["status"]["containerStatuses"][0]
-    assert status["containerID"].startswith("podrunner://")  # the runner ran it, not KWOK
+    assert status["containerID"].startswith("process://")  # the runner ran it, not KWOK
     terminated = status["state"]["terminated"]
     assert terminated["exitCode"] == 0
     assert terminated["reason"] == "Completed"
