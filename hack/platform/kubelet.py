@@ -26,7 +26,8 @@ What runs, from the pod spec as a cluster gets it:
   third-party images: MLflow, PostgreSQL, ...);
 * ``env`` (values, configMapKeyRef, secretKeyRef, fieldRef), ``envFrom``, ``workingDir``;
 * volumes materialised as files under the pod's directory: emptyDir, configMap, secret,
-  downwardAPI (and the same sources in ``projected``). Processes share the host's file
+  downwardAPI, and ``projected`` (the same plus serviceAccountToken: a bound token from the
+  TokenRequest API, not rotated). Processes share the host's file
   system, so a mount path cannot be mounted; instead every env value and argument that is a
   mount path, or lies under one, is rewritten to the volume's directory (longest mount path
   first), ``TMPDIR`` points at the volume mounted at ``/tmp`` (when there is one), and the
@@ -480,7 +481,8 @@ class ProcessKubelet:
                 for source in volume["projected"].get("sources", []):
                     found = source_files(source)
                     if found is None and "serviceAccountToken" in source:
-                        raise ContainerConfigError(f"volume {volume['name']}: serviceAccountToken is not supported")
+                        token = source["serviceAccountToken"]
+                        found = ({token["path"]: self._token(pod, token)}, None)
                     if found:
                         write(directory, *found)
                 continue
@@ -490,6 +492,20 @@ class ProcessKubelet:
             if found:
                 write(directory, *found)
         return dirs
+
+    def _token(self, pod: dict[str, Any], source: dict[str, Any]) -> str:
+        """A bound ServiceAccount token (TokenRequest), as the kubelet projects it. Not rotated:
+        it lives ``expirationSeconds`` (the default kube-api-access volume asks for ~1 h)."""
+        meta = pod["metadata"]
+        spec: dict[str, Any] = {"audiences": [source["audience"]] if source.get("audience") else [],
+                                "expirationSeconds": source.get("expirationSeconds", 3600),
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}}
+        account = pod["spec"].get("serviceAccountName") or "default"
+        try:
+            answer = self.api.create_namespaced_service_account_token(account, meta["namespace"], {"spec": spec})
+        except ApiException as err:
+            raise ContainerConfigError(f"token of ServiceAccount {account}: {err.reason}") from err
+        return answer.status.token
 
     def command_for(self, container: dict[str, Any]) -> list[str]:
         if container.get("command"):

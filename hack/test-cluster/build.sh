@@ -221,7 +221,8 @@ build_prometheus() {
   local tmp; tmp="$(stage_dir "$prometheus_dir")"
   cleanup_on_exit "$tmp"
   local v="${PROMETHEUS_VERSION#v0.}"
-  GOBIN="$tmp" go install -tags netgo -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.${v%%.*}.${v#*.}" \
+  # Module v0.3MM.P is Prometheus 3.MM.P.
+  GOBIN="$tmp" go install -tags netgo -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((${v%%.*} - 300)).${v#*.}" \
     "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" >&2
   publish "$tmp" "$prometheus_dir"
   echo built
