@@ -125,6 +125,16 @@ def test_prometheus_discovers_the_serving_pod_and_records_its_version(platform, 
     assert [s["metric"]["version"] for s in series] == [version]
 
 
+def test_prometheus_sends_alerts_to_the_alertmanager_beside_it(platform) -> None:
+    def active() -> list[str]:
+        answer = httpx.get(f"{platform.prometheus.url}/api/v1/alertmanagers", timeout=10).json()["data"]
+        return [a["url"] for a in answer["activeAlertmanagers"]]
+
+    urls = platform.cluster.wait_until("an active Alertmanager", active, timeout=30, interval=0.5)
+    assert urls == [f"http://{platform.alertmanager.address}/api/v2/alerts"]
+    assert httpx.get(f"{platform.alertmanager.url}/-/ready", timeout=10).status_code == 200
+
+
 # --- two versions behind one route -------------------------------------------------------
 
 
