@@ -50,7 +50,7 @@ import kubelet  # noqa: E402
 import podmonitor  # noqa: E402
 import podnet  # noqa: E402
 import testcluster  # noqa: E402
-from servers import AlertmanagerServer, MlflowServer, OperatorProcess, PrometheusServer, free_port, stop_process, wait_until  # noqa: E402
+from servers import AlertmanagerServer, MlflowServer, OperatorProcess, PrometheusServer, free_port, pids_under, stop_process, wait_until  # noqa: E402
 
 NODE_NAME = "process-node-0"
 GATEWAY_NAMESPACE = "modelship-system"
@@ -69,22 +69,6 @@ CONTOUR_PORT_OFFSET = 8000
 
 class PlatformError(RuntimeError):
     """The platform could not start, or did not clean up."""
-
-
-def _pids_under(path: Path) -> list[int]:
-    """Processes whose command line or working directory is inside ``path``."""
-    me, found, prefix = os.getpid(), [], str(path)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            cwd = ""
-        if cwd.startswith(prefix) or prefix + "/" in testcluster._cmdline(int(entry.name)):
-            if testcluster._pid_alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
 
 
 def gateway_manifests(port: int) -> str:
@@ -188,7 +172,7 @@ class LocalPlatform:
         self.cluster.start()
         self.cluster.apply(toolchain.contour.parent / "contour-crds.yaml", server_side=True)
         self.cluster.apply(CRDS, server_side=True)
-        self.cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=90)
+        self.cluster.wait_crds_established()
 
         self.node = kubelet.ProcessNode(self.kubeconfig, NODE_NAME, str(self.network.gateway)).register()
         venv_bin = str(Path(sys.executable).parent)
@@ -316,7 +300,7 @@ class LocalPlatform:
 
     def leftovers(self) -> list[str]:
         found = list(self.network.leftovers()) if self.network else []
-        found += [f"pid {pid} {testcluster._cmdline(pid)[:120]}" for pid in _pids_under(self.workdir)]
+        found += [f"pid {pid} {testcluster._cmdline(pid)[:120]}" for pid in pids_under(self.workdir)]
         if self.cluster is not None:
             found += [f"pid {pid} (cluster)" for pid in testcluster._pids_mentioning(f"{self.cluster.workdir}/")]
         for name in ("envoy", "contour"):

@@ -264,6 +264,13 @@ class TestCluster:
             return self.kubectl("apply", *extra, "-f", text, check=check)
         return self.kubectl("apply", *extra, "-f", "-", input=text, check=check)
 
+    def wait_crds_established(self, timeout: float = 120) -> None:
+        """Every CRD Established. Retried: right after an apply, a CRD without status yet makes
+        ``kubectl wait`` fail instead of wait."""
+        self.wait_until("CRDs Established", lambda: self.kubectl(
+            "wait", "--for=condition=Established", "crd", "--all", "--timeout=30s", check=False, timeout=45).returncode == 0,
+            timeout=timeout, interval=1)
+
     def create_namespace(self, name: str) -> str:
         self.kubectl("create", "namespace", name)
         return name
@@ -382,8 +389,7 @@ class TestCluster:
         for crd_dir in tc.crd_dirs:
             # Server-side: some CRDs are too large for the last-applied annotation.
             self.apply(crd_dir, server_side=True)
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s",
-                     timeout=150)
+        self.wait_crds_established()
         if self.nodes:
             self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s",
                          timeout=150)

@@ -77,6 +77,31 @@ def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
         process.wait(10)
 
 
+def pids_under(path: Path) -> list[int]:
+    """Live processes whose working directory or command line is inside ``path``."""
+    me, found, prefix = os.getpid(), [], str(path)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and (cwd == prefix or cwd.startswith(prefix + "/") or prefix + "/" in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class MlflowServer:
     """``mlflow server`` with a sqlite backend and a local artifact store under ``root``."""
 
@@ -120,6 +145,10 @@ class MlflowServer:
         if self.process:
             stop_process(self.process)  # its own session: the forked workers go too
             self.process = None
+            # MLflow 3's job consumers (huey) leave the server's process group: reap them by
+            # their working directory, the server's root.
+            time.sleep(0.2)
+            kill_pids(pids_under(self.root))
 
 
 class PrometheusServer:
