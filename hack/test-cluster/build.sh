@@ -214,7 +214,8 @@ build_contour() {
 }
 
 # Debian's prometheus is built without Kubernetes service discovery; the platform needs it.
-# No web UI assets (the `builtinassets` tag needs an npm build): the API is all tests use.
+# Only that discovery (remove_all_sd + enable_kubernetes_sd: no cloud SDKs to compile), and no
+# web UI assets (the `builtinassets` tag needs an npm build): the API is all tests use.
 build_prometheus() {
   if have "$prometheus_dir" prometheus; then echo cached; return; fi
   log "building prometheus $PROMETHEUS_VERSION ..."
@@ -222,7 +223,7 @@ build_prometheus() {
   cleanup_on_exit "$tmp"
   local v="${PROMETHEUS_VERSION#v0.}"
   # Module v0.3MM.P is Prometheus 3.MM.P.
-  GOBIN="$tmp" go install -tags netgo -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((${v%%.*} - 300)).${v#*.}" \
+  GOBIN="$tmp" go install -tags netgo,remove_all_sd,enable_kubernetes_sd -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((${v%%.*} - 300)).${v#*.}" \
     "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" >&2
   publish "$tmp" "$prometheus_dir"
   echo built
