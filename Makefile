@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 SAMPLE ?= manifests/samples/diabetes-builtin.yaml
 
-.PHONY: setup demo test test-unit crd test-cluster-binaries dev-cluster dev-cluster-down kind-up kind-down
+.PHONY: setup demo test test-unit crd test-cluster-binaries dev-cluster dev-cluster-down platform platform-down kind-up kind-down
 
 ## The venv with every extra (operator, training, serving, dev tools).
 setup:
@@ -43,6 +43,16 @@ dev-cluster: test-cluster-binaries
 ## Stop the dev cluster and remove its state.
 dev-cluster-down:
 	$(PYTHON) hack/test-cluster/testcluster.py down
+
+## The whole platform on this machine (root: a network namespace per pod): control plane, process
+## kubelet, Contour + Envoy, MLflow, Prometheus, Alertmanager, the operator, the sample applied;
+## prints the URLs and a curl through the gateway. Runs in the foreground: Ctrl-C stops it.
+platform: setup test-cluster-binaries
+	$(VENV)/bin/python hack/platform/localplatform.py up --sample $(SAMPLE)
+
+## Stop a platform started by `make platform` in another shell.
+platform-down:
+	$(VENV)/bin/python hack/platform/localplatform.py down
 
 ## Modelship on kind (needs Docker, kind, helm, kubectl): cluster + Envoy Gateway +
 ## kube-prometheus-stack, images built and loaded, helm install, the sample, a prediction.

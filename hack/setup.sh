@@ -3,7 +3,8 @@
 # packages and the Go-built control plane the integration tier needs. Safe to run again:
 # every step checks first and skips what is already there.
 #   hack/setup.sh          # venv only: enough for `make demo`
-#   hack/setup.sh --test   # + prometheus/alertmanager, postgresql, the test control plane binaries
+#   hack/setup.sh --test   # + prometheus/alertmanager, postgresql, shellcheck, iproute2, the test control
+#                          #   plane binaries (and the e2e platform's Contour and Prometheus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ if $want_test; then
   # postgresql: the prediction store's tests and the chart's PostgreSQL, run from Debian's binaries
   # (tests/support/images.py);
   # shellcheck: the kind scripts' lint test.
-  for pkg in prometheus prometheus-alertmanager postgresql shellcheck; do
+  # iproute2: `ip netns`, veth and bridge for the e2e platform's pod networking.
+  for pkg in prometheus prometheus-alertmanager postgresql shellcheck iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then

@@ -7,6 +7,8 @@
 #   kube-scheduler, kubectl                wrapper module hack/test-cluster/kube
 #   kwok, kwokctl                          go install sigs.k8s.io/kwok/cmd/...@KWOK_VERSION
 #   helm                                   go install helm.sh/helm/v3/cmd/helm@HELM_VERSION
+#   contour (+ its CRDs)                   go install github.com/projectcontour/contour/cmd/contour@CONTOUR_VERSION
+#   prometheus (with Kubernetes SD)        go install github.com/prometheus/prometheus/cmd/prometheus@PROMETHEUS_VERSION
 #   third-party CRDs                       Gateway API (standard channel), Prometheus Operator
 #
 # Versions live in hack/test-cluster/versions.env. Everything lands in
@@ -67,6 +69,8 @@ kube_dir="$bin_root/kube-$KUBE_VERSION"
 etcd_dir="$bin_root/etcd-$ETCD_VERSION"
 kwok_dir="$bin_root/kwok-$KWOK_VERSION"
 helm_dir="$bin_root/helm-$HELM_VERSION"
+contour_dir="$bin_root/contour-$CONTOUR_VERSION"
+prometheus_dir="$bin_root/prometheus-$PROMETHEUS_VERSION"
 gateway_dir="$crd_root/gateway-api-$GATEWAY_API_VERSION"
 promop_dir="$crd_root/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 
@@ -195,6 +199,36 @@ build_helm() {
   echo built
 }
 
+# Contour's own CRDs (HTTPProxy, ContourConfiguration, ...) ship in its module, beside the binary.
+build_contour() {
+  if have "$contour_dir" contour && have_files "$contour_dir" contour-crds.yaml; then echo cached; return; fi
+  log "building contour $CONTOUR_VERSION ..."
+  local tmp; tmp="$(stage_dir "$contour_dir")"
+  cleanup_on_exit "$tmp"
+  GOBIN="$tmp" go install -ldflags "-s -w -X github.com/projectcontour/contour/internal/build.Version=$CONTOUR_VERSION" \
+    "github.com/projectcontour/contour/cmd/contour@$CONTOUR_VERSION" >&2
+  cp "$(module_dir "github.com/projectcontour/contour@$CONTOUR_VERSION")/examples/contour/01-crds.yaml" "$tmp/contour-crds.yaml"
+  chmod u+w "$tmp/contour-crds.yaml"
+  publish "$tmp" "$contour_dir"
+  echo built
+}
+
+# Debian's prometheus is built without Kubernetes service discovery; the platform needs it.
+# Only that discovery (remove_all_sd + enable_kubernetes_sd: no cloud SDKs to compile), and no
+# web UI assets (the `builtinassets` tag needs an npm build): the API is all tests use.
+build_prometheus() {
+  if have "$prometheus_dir" prometheus; then echo cached; return; fi
+  log "building prometheus $PROMETHEUS_VERSION ..."
+  local tmp; tmp="$(stage_dir "$prometheus_dir")"
+  cleanup_on_exit "$tmp"
+  local v="${PROMETHEUS_VERSION#v0.}"
+  # Module v0.3MM.P is Prometheus 3.MM.P.
+  GOBIN="$tmp" go install -tags netgo,remove_all_sd,enable_kubernetes_sd -ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$((${v%%.*} - 300)).${v#*.}" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" >&2
+  publish "$tmp" "$prometheus_dir"
+  echo built
+}
+
 # module_dir MODULE@VERSION : the extracted module in the Go module cache
 module_dir() {
   local dir
@@ -242,6 +276,8 @@ timed "etcd $ETCD_VERSION" build_etcd
 timed "kwok $KWOK_VERSION" build_kwok
 timed "kubernetes $KUBE_VERSION" build_kube
 timed "helm $HELM_VERSION" build_helm
+timed "contour $CONTOUR_VERSION" build_contour
+timed "prometheus $PROMETHEUS_VERSION" build_prometheus
 
 log "build times:"
 for t in "${timings[@]}"; do log "  $t"; done
@@ -256,6 +292,8 @@ log "  kubectl: $("$kube_dir/kubectl" version --client 2>/dev/null | head -1)"
 log "  kwok: $("$kwok_dir/kwok" --version 2>&1 | head -1)"
 log "  kwokctl: $("$kwok_dir/kwokctl" --version 2>&1 | head -1)"
 log "  helm: $("$helm_dir/helm" version --short 2>&1 | head -1)"
+log "  prometheus: $("$prometheus_dir/prometheus" --version 2>&1 | head -1)"
+log "  contour: $("$contour_dir/contour" version 2>&1 | sed -n 's/^version: //p')"
 
 env_lines=(
   "MODELSHIP_CACHE=$cache"
@@ -263,6 +301,8 @@ env_lines=(
   "MODELSHIP_ETCD_BIN=$etcd_dir/etcd"
   "MODELSHIP_KWOK_BIN_DIR=$kwok_dir"
   "MODELSHIP_HELM_BIN=$helm_dir/helm"
+  "MODELSHIP_CONTOUR_BIN=$contour_dir/contour"
+  "MODELSHIP_PROMETHEUS_BIN=$prometheus_dir/prometheus"
   "MODELSHIP_GATEWAY_API_CRDS=$gateway_dir"
   "MODELSHIP_PROMETHEUS_OPERATOR_CRDS=$promop_dir"
 )

@@ -32,7 +32,7 @@ REPO_ROOT = HERE.parent.parent
 BUILD_SCRIPT = "hack/test-cluster/build.sh"
 STAGES_FILE = HERE / "kwok-stages.yaml"
 
-#: Label that hands a pod to tests/support/podrunner.py instead of KWOK (see kwok-stages.yaml).
+#: Label that hands a pod to hack/platform/kubelet.py instead of KWOK (see kwok-stages.yaml).
 POD_RUNNER_LABEL = "modelship.io/test-pod-runner"
 
 #: Prefix of per-session work directories; leftovers of dead sessions are reaped on start.
@@ -76,6 +76,10 @@ class Toolchain:
     kwok_dir: Path
     helm: Path
     crd_dirs: tuple[Path, ...]
+    #: Contour (its CRDs in contour-crds.yaml beside it) and Prometheus with Kubernetes service
+    #: discovery: only the e2e platform needs them.
+    contour: Path | None = None
+    prometheus: Path | None = None
 
     @classmethod
     def from_cache(cls, cache: Path | None = None) -> Toolchain:
@@ -93,6 +97,8 @@ class Toolchain:
             etcd=path("MODELSHIP_ETCD_BIN", root / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd"),
             kwok_dir=path("MODELSHIP_KWOK_BIN_DIR", root / "bin" / f"kwok-{v['KWOK_VERSION']}"),
             helm=path("MODELSHIP_HELM_BIN", root / "bin" / f"helm-{v['HELM_VERSION']}" / "helm"),
+            contour=path("MODELSHIP_CONTOUR_BIN", root / "bin" / f"contour-{v['CONTOUR_VERSION']}" / "contour"),
+            prometheus=path("MODELSHIP_PROMETHEUS_BIN", root / "bin" / f"prometheus-{v['PROMETHEUS_VERSION']}" / "prometheus"),
             crd_dirs=(
                 path("MODELSHIP_GATEWAY_API_CRDS",
                      root / "crds" / f"gateway-api-{v['GATEWAY_API_VERSION']}"),
@@ -204,6 +210,9 @@ class TestCluster:
         default_factory=lambda: {"cpu": "32", "memory": "256Gi", "pods": "110"}
     )
     toolchain: Toolchain = field(default_factory=Toolchain.from_cache)
+    #: Extra kwok-controller flags (name → value, after kwokctl's own, so they win), e.g. the
+    #: platform's ``cidr`` inside its bridge's range, so no faked pod address leads outside.
+    kwok_args: dict[str, str] = field(default_factory=dict)
     start_seconds: float | None = None
 
     # --- paths -------------------------------------------------------------------------
@@ -255,6 +264,13 @@ class TestCluster:
             return self.kubectl("apply", *extra, "-f", text, check=check)
         return self.kubectl("apply", *extra, "-f", "-", input=text, check=check)
 
+    def wait_crds_established(self, timeout: float = 120) -> None:
+        """Every CRD Established. Retried: right after an apply, a CRD without status yet makes
+        ``kubectl wait`` fail instead of wait."""
+        self.wait_until("CRDs Established", lambda: self.kubectl(
+            "wait", "--for=condition=Established", "crd", "--all", "--timeout=30s", check=False, timeout=45).returncode == 0,
+            timeout=timeout, interval=1)
+
     def create_namespace(self, name: str) -> str:
         self.kubectl("create", "namespace", name)
         return name
@@ -289,9 +305,16 @@ class TestCluster:
             "kind: KwokctlConfiguration\n"
             "options:\n"
             "  bindAddress: 127.0.0.1\n"
-            "---\n" + STAGES_FILE.read_text()
+            + self._kwok_patches()
+            + "---\n" + STAGES_FILE.read_text()
         )
         return config
+
+    def _kwok_patches(self) -> str:
+        if not self.kwok_args:
+            return ""
+        args = "".join(f"  - key: {key}\n    value: {json.dumps(value)}\n" for key, value in self.kwok_args.items())
+        return "componentsPatches:\n- name: kwok-controller\n  extraArgs:\n" + args
 
     def _node_manifest(self, index: int) -> dict:
         name = f"kwok-node-{index}"
@@ -361,14 +384,15 @@ class TestCluster:
                                              check=False).returncode == 0,
                         timeout=timeout)
         nodes = "\n---\n".join(json.dumps(self._node_manifest(i)) for i in range(self.nodes))
-        self.apply(nodes)
+        if nodes:
+            self.apply(nodes)
         for crd_dir in tc.crd_dirs:
             # Server-side: some CRDs are too large for the last-applied annotation.
             self.apply(crd_dir, server_side=True)
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s",
-                     timeout=150)
-        self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s",
-                     timeout=150)
+        self.wait_crds_established()
+        if self.nodes:
+            self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s",
+                         timeout=150)
         self.start_seconds = time.monotonic() - begin
         return self
 

@@ -15,8 +15,9 @@ Fixtures:
 ``namespace`` (function)
     a fresh namespace, deleted afterwards (without waiting).
 ``pod_runner`` (session)
-    a started :class:`podrunner.PodRunner`: pods labelled
-    ``modelship.io/test-pod-runner: local`` run as local processes.
+    a started :class:`kubelet.ProcessKubelet` (hack/platform/kubelet.py) in label mode: pods
+    labelled ``modelship.io/test-pod-runner: local`` run as local processes on the host
+    network.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # tests/support is on pytest's pythonpath (pyproject.toml); the cluster logic lives beside build.sh.
-if str(REPO_ROOT / "hack" / "test-cluster") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "hack" / "test-cluster"))
+for _dir in ("test-cluster", "platform"):
+    if str(REPO_ROOT / "hack" / _dir) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "hack" / _dir))
 
 import testcluster  # noqa: E402  (path set up just above)
 
@@ -63,12 +65,13 @@ def namespace(cluster):
 
 @pytest.fixture(scope="session")
 def pod_runner(cluster):
-    import podrunner
+    import kubelet
 
     # The pod processes see the project venv first on PATH (python, modelship entry points).
     venv_bin = str(Path(sys.executable).parent)
-    runner = podrunner.PodRunner(
+    runner = kubelet.ProcessKubelet(
         cluster.kubeconfig,
+        label_selector=f"{kubelet.LABEL}={kubelet.LABEL_VALUE}",
         extra_env={"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")},
     )
     runner.start()

@@ -118,6 +118,8 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     job = json.loads(_job("train", labels=RUNNER_LABEL, command=["python", "-c", script]))
     container = job["spec"]["template"]["spec"]["containers"][0]
     container["env"] = [
+        # The kubelet maps the terminationMessagePath (default /dev/termination-log) to a file of the pod's.
+        {"name": "MODELSHIP_RESULT_PATH", "value": "/dev/termination-log"},
         {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -131,7 +133,7 @@ def test_labelled_job_runs_a_local_process_and_reports_its_result(cluster, names
     [pod] = _job_pods(cluster, namespace, "train")
     assert pod["status"]["phase"] == "Succeeded"
     status = pod["status"]["containerStatuses"][0]
-    assert status["containerID"].startswith("podrunner://")  # the runner ran it, not KWOK
+    assert status["containerID"].startswith("process://")  # the runner ran it, not KWOK
     terminated = status["state"]["terminated"]
     assert terminated["exitCode"] == 0
     assert terminated["reason"] == "Completed"

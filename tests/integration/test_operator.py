@@ -1,5 +1,5 @@
 """The operator's first vertical slice against a real control plane, a real MLflow server and
-real training: the training pods run `modelship train` as local processes (tests/support/podrunner),
+real training: the training pods run `modelship train` as local processes (hack/platform/kubelet.py),
 every other pod is simulated by KWOK."""
 
 from __future__ import annotations

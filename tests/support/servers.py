@@ -1,5 +1,7 @@
-"""Real local servers for tests: an MLflow tracking server, Prometheus, PostgreSQL and the operator, each a
-process on 127.0.0.1 that the fixture which started it also stops."""
+"""Real local servers for tests and the e2e platform (hack/platform): an MLflow tracking server,
+Prometheus, Alertmanager, PostgreSQL and the operator, each a process on 127.0.0.1 (MLflow may
+bind the platform bridge's address instead, so pods in their network namespaces reach it) that
+whoever started it also stops."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from typing import Any
 VENV_BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -75,13 +77,39 @@ def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
         process.wait(10)
 
 
+def pids_under(path: Path) -> list[int]:
+    """Live processes whose working directory or command line is inside ``path``."""
+    me, found, prefix = os.getpid(), [], str(path)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and (cwd == prefix or cwd.startswith(prefix + "/") or prefix + "/" in cmdline):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class MlflowServer:
     """``mlflow server`` with a sqlite backend and a local artifact store under ``root``."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         self.root = root
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.process: subprocess.Popen | None = None
 
     @property
@@ -96,7 +124,7 @@ class MlflowServer:
                 str(VENV_BIN / "mlflow"), "server",
                 "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                 "--artifacts-destination", str(self.root / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                "--host", self.host, "--port", str(self.port), "--workers", "1",
             ],
             stdout=log, stderr=subprocess.STDOUT,
             cwd=self.root,  # nothing of the server's lands in the checkout
@@ -117,6 +145,10 @@ class MlflowServer:
         if self.process:
             stop_process(self.process)  # its own session: the forked workers go too
             self.process = None
+            # MLflow 3's job consumers (huey) leave the server's process group: reap them by
+            # their working directory, the server's root.
+            time.sleep(0.2)
+            kill_pids(pids_under(self.root))
 
 
 class PrometheusServer:
@@ -125,14 +157,23 @@ class PrometheusServer:
     Prometheus Operator adds to a scraped pod (``namespace``, ``pod``)."""
 
     def __init__(
-        self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str], groups: list[tuple[list[str], dict[str, str]]] | None = None
+        self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str],
+        groups: list[tuple[list[str], dict[str, str]]] | None = None,
+        scrape_configs: list[dict[str, Any]] | None = None, alertmanagers: list[str] | None = None,
+        binary: Path | None = None,
     ) -> None:
+        """``groups`` are more (targets, labels) pairs, one per simulated pod; ``scrape_configs``
+        (e.g. kubernetes_sd_configs derived from a PodMonitor) replace the static targets;
+        ``alertmanagers`` are host:port addresses alerts are sent to; ``binary`` another
+        prometheus than Debian's (whose build has no Kubernetes discovery)."""
+        self.binary = binary
         self.root = root
         self.targets = targets
         self.rule_files = rule_files
         self.target_labels = target_labels
-        #: More (targets, labels) groups, each with its own labels (one per simulated pod).
         self.groups = groups or []
+        self.scrape_configs = scrape_configs
+        self.alertmanagers = alertmanagers or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -147,7 +188,7 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
-            "scrape_configs": [
+            "scrape_configs": self.scrape_configs if self.scrape_configs is not None else [
                 {
                     "job_name": "modelship",
                     "static_configs": [
@@ -158,12 +199,14 @@ class PrometheusServer:
                 }
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
 
     def start(self, timeout: float = 60) -> PrometheusServer:
         import shutil
 
-        binary = shutil.which("prometheus")
+        binary = str(self.binary) if self.binary else shutil.which("prometheus")
         if binary is None:
             raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -210,6 +253,66 @@ class PrometheusServer:
         import httpx
 
         return httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+
+    def targets_active(self) -> list[dict]:
+        """``/api/v1/targets`` active targets (labels, scrapeUrl, health)."""
+        import httpx
+
+        return httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=10).json()["data"]["activeTargets"]
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+            self.process = None
+
+
+class AlertmanagerServer:
+    """The real Alertmanager (Debian ``prometheus-alertmanager``) on 127.0.0.1 with ``config``
+    (an alertmanager.yml as a dict; by default one receiver that sends nowhere)."""
+
+    def __init__(self, root: Path, config: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.config = config or {"route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"}, "receivers": [{"name": "null"}]}
+        self.port = free_port()
+        self.cluster_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "alertmanager.log"
+
+    def start(self, timeout: float = 60) -> AlertmanagerServer:
+        import shutil
+
+        import yaml
+
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise FileNotFoundError("alertmanager not found: `hack/setup.sh --test` installs prometheus-alertmanager")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.config))
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={self.root / 'alertmanager.yml'}", f"--storage.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", f"--cluster.listen-address=127.0.0.1:{self.cluster_port}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
+        )
+        try:
+            wait_http(f"{self.url}/-/ready", timeout, self.process)
+        except (RuntimeError, TimeoutError) as error:
+            self.stop()
+            raise RuntimeError(f"alertmanager did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
+        return self
+
+    def alerts(self) -> list[dict]:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/v2/alerts", timeout=10).json()
 
     def stop(self) -> None:
         if self.process:
@@ -320,7 +423,8 @@ class PostgresServer:
 class OperatorProcess:
     """``modelship operator`` against a kubeconfig, as the Deployment would run it."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str | None, env: dict[str, str], log_path: Path) -> None:
+        """``namespace`` None: every namespace."""
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.env = env
@@ -331,7 +435,8 @@ class OperatorProcess:
     def start(self, timeout: float = 60) -> OperatorProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "modelship"), "operator", "--namespace", self.namespace, "--http-host", "127.0.0.1", "--http-port", str(self.port), "--log-format", "plain"],
+            [str(VENV_BIN / "modelship"), "operator", *(["--namespace", self.namespace] if self.namespace else []),
+             "--http-host", "127.0.0.1", "--http-port", str(self.port), "--log-format", "plain"],
             stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
         )

@@ -28,7 +28,7 @@ def operator(
     asyncio.run(
         kopf.operator(
             standalone=True,
-            namespaces=namespace or None,
+            namespaces=namespace,  # kopf iterates it: None fails, () with clusterwide watches all
             clusterwide=not namespace,
         )
     )
