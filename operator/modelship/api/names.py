@@ -21,6 +21,8 @@ SPEC_HASH_LABEL = PREFIX + "spec-hash"
 # --- annotations -----------------------------------------------------------------------
 #: Why a training Job runs: spec, schedule, drift or manual.
 TRIGGER_ANNOTATION = PREFIX + "trigger"
+#: On a ModelDeployment: a new value asks for a retraining now (``modelship retrain NAME``).
+RETRAIN_ANNOTATION = PREFIX + "retrain"
 
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
@@ -34,5 +36,9 @@ ENV_NAMESPACE = "MODELSHIP_NAMESPACE"
 ENV_GENERATION = "MODELSHIP_GENERATION"
 ENV_JOB_NAME = "MODELSHIP_JOB_NAME"
 ENV_TRIGGER = "MODELSHIP_TRIGGER"
+#: Why a retraining runs (the drift alert's summary), logged to its MLflow run.
+ENV_RETRAIN_REASON = "MODELSHIP_RETRAIN_REASON"
+#: "true": train even on the very data bytes the champion was trained on.
+ENV_FORCE = "MODELSHIP_FORCE"
 ENV_RESULT_PATH = "MODELSHIP_RESULT_PATH"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"

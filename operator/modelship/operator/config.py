@@ -42,6 +42,13 @@ class OperatorConfig:
     #: Seconds between two full resyncs of every ModelDeployment (events do the rest).
     resync_interval: float = 300.0
     workers: int = 4
+    #: File holding the bearer token Alertmanager sends to POST /alerts (a mounted Secret);
+    #: without it the alert webhook is off.
+    alert_token_file: str | None = None
+    #: Largest alert webhook body accepted, in bytes (larger: 413).
+    alert_max_body_bytes: int = 1 << 20
+    #: Retraining Jobs (drift, schedule, manual) running at once across all ModelDeployments.
+    max_concurrent_retrains: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -64,4 +71,7 @@ class OperatorConfig:
             http_port=int(env.get("MODELSHIP_HTTP_PORT", cls.http_port)),
             resync_interval=float(env.get("MODELSHIP_RESYNC_INTERVAL", cls.resync_interval)),
             workers=int(env.get("MODELSHIP_WORKERS", cls.workers)),
+            alert_token_file=env.get("MODELSHIP_ALERT_TOKEN_FILE") or None,
+            alert_max_body_bytes=int(env.get("MODELSHIP_ALERT_MAX_BODY_BYTES", cls.alert_max_body_bytes)),
+            max_concurrent_retrains=int(env.get("MODELSHIP_MAX_CONCURRENT_RETRAINS", cls.max_concurrent_retrains)),
         )

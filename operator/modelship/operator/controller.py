@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors
 from modelship.api.names import TRIGGER_ANNOTATION
-from modelship.operator import metrics, registry
+from modelship.operator import metrics, registry, retrain
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
@@ -72,12 +72,21 @@ class Controller:
         self.failures: dict[Key, int] = {}
         self.tasks: list[asyncio.Task] = []
         self.started = False
+        #: Resources whose latest training is a retraining still running (the concurrency limit).
+        self.retraining: set[Key] = set()
+        #: When each key's earliest delayed reconcile is due (event loop time).
+        self.wakeups: dict[Key, float] = {}
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
         key = (namespace, name)
         if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self.enqueue, namespace, name)
+            loop = asyncio.get_running_loop()
+            due = loop.time() + delay
+            # One timer per key is enough: a later wake-up is covered by the earlier one's reconcile.
+            if self.wakeups.get(key, float("inf")) > due or self.wakeups.get(key, 0) < loop.time():
+                self.wakeups[key] = due
+                loop.call_later(delay, self._wake, namespace, name, due)
             return
         if key in self.active:
             self.dirty.add(key)
@@ -85,6 +94,11 @@ class Controller:
             self.queued.add(key)
             self.queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self.queued))
+
+    def _wake(self, namespace: str, name: str, due: float) -> None:
+        if self.wakeups.get((namespace, name)) == due:
+            del self.wakeups[(namespace, name)]
+        self.enqueue(namespace, name)
 
     async def start(self) -> None:
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
@@ -169,6 +183,7 @@ class Controller:
             if recovered:
                 observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
 
+        observed.retrains_elsewhere = len(self.retraining - {(namespace, name)})
         decision = plan(resource, status, observed, self.config, utcnow())
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
@@ -192,6 +207,15 @@ class Controller:
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
+        self._track_retraining((namespace, name), decision.status.get("lastTraining") or {})
+        if decision.requeue_after is not None:
+            self.enqueue(namespace, name, delay=decision.requeue_after)
+
+    def _track_retraining(self, key: Key, last_training: dict[str, Any]) -> None:
+        if last_training.get("trigger") in retrain.RETRAIN_TRIGGERS and not last_training.get("finishedAt"):
+            self.retraining.add(key)
+        else:
+            self.retraining.discard(key)
 
     async def _registry(self, func, *args):
         try:

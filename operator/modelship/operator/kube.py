@@ -106,12 +106,16 @@ class Kube:
             if error.status != 404:
                 raise
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> None:
+        """A merge patch of the status; with ``resource_version``, only if nothing changed since (else 409)."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.api_client.call_api(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
             "PATCH",
             header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-            body={"status": patch},
+            body=body,
             auth_settings=["BearerToken"],
             response_type="object",
             _return_http_data_only=True,

@@ -10,10 +10,12 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelship.api import parse_duration
+from modelship.api.names import RETRAIN_ANNOTATION
 from modelship.api.results import TrainingOutcome
 from modelship.api.v1alpha1 import ModelDeployment, Phase
-from modelship.operator import builders
-from modelship.operator.conditions import DEGRADED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
+from modelship.operator import builders, retrain
+from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
 from modelship.operator.rollout import decide_traffic
@@ -42,6 +44,8 @@ class Plan:
     promote_version: str | None = None
     #: Reason of the training outcome this plan records (a finished Job seen for the first time).
     training_outcome: str | None = None
+    #: Seconds until this resource should be looked at again (a schedule slot, a deferred retrain).
+    requeue_after: float | None = None
 
 
 def _metric_summary(metrics: dict[str, float]) -> str:
@@ -65,6 +69,9 @@ def _record_outcome(last: dict[str, Any], job: JobState, now: str) -> tuple[bool
         last["gate"] = {"passed": False, "reason": result.reason}
         message = f"version {result.version or '?'} failed the quality gate: {result.reason}"
         return False, "QualityGateFailed", message, Event("Warning", "QualityGateFailed", message)
+    if result is not None and result.outcome == TrainingOutcome.unchanged:
+        message = f"retraining job {job.name} did not train: {result.reason}"
+        return True, "DataUnchanged", message, Event("Normal", "RetrainSkipped", message)
     if result is not None and result.outcome == TrainingOutcome.invalid_input:
         message = f"training job {job.name} rejected its input: {result.reason}"
         return False, "InvalidInput", message, Event("Warning", "InvalidInput", message)
@@ -79,6 +86,28 @@ def _record_outcome(last: dict[str, Any], job: JobState, now: str) -> tuple[bool
         detail += f"; last output: {job.message.strip()[-300:]}"
     message = f"training job {job.name} failed: {detail}"
     return False, "TrainingFailed", message, Event("Warning", "TrainingFailed", message)
+
+
+def retrain_context(resource: ModelDeployment, status: dict[str, Any], last: dict[str, Any], training_running: bool, observed: Observed, config: OperatorConfig) -> retrain.Context:
+    monitoring = resource.spec.monitoring
+    return retrain.Context(
+        retrain_on_drift=monitoring.retrain_on_drift,
+        cooldown_seconds=parse_duration(monitoring.cooldown),
+        schedule=resource.spec.training.schedule,
+        manual_request=(resource.metadata.annotations or {}).get(RETRAIN_ANNOTATION),
+        training_in_flight=training_running,
+        rollout_in_flight=retrain.rollout_in_flight(status, last),
+        retrains_elsewhere=observed.retrains_elsewhere,
+        max_concurrent=config.max_concurrent_retrains,
+    )
+
+
+def retrain_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: str, last: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The Job ``last`` records, built again (a retraining keeps its trigger and number)."""
+    trigger = last.get("trigger") or retrain.TRIGGER_SPEC
+    if trigger not in retrain.RETRAIN_TRIGGERS:
+        return builders.training_job(resource, config, spec_hash)
+    return builders.training_job(resource, config, spec_hash, trigger, int((status.get("retrain") or {}).get("attempts") or 0))
 
 
 def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, config: OperatorConfig, now: str) -> Plan:
@@ -110,7 +139,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
         if job_state is None:
             # The Job is gone before it reported (deleted by hand, or cleaned up while the
             # operator was away): run it again rather than wait forever.
-            result.create.append(builders.training_job(resource, config, spec_hash))
+            result.create.append(retrain_job(resource, config, spec_hash, last, status))
             training_running = True
         elif not job_state.finished:
             training_running = True
@@ -119,6 +148,19 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
             result.training_outcome = reason
             set_(TRAINED, trained, reason, message)
             result.events.append(event)
+    # --- retraining on drift, schedule or request (modelship.operator.retrain) -------------
+    retraining = retrain.decide(retrain_context(resource, status, last, training_running, observed, config), status, retrain.parse_time(now))
+    if retraining.start:
+        request = retraining.start
+        job = builders.training_job(resource, config, spec_hash, request["trigger"], retraining.attempt, request.get("reason"), bool(request.get("force")))
+        result.create.append(job)
+        last = {"job": job["metadata"]["name"], "specHash": spec_hash, "generation": generation, "startedAt": now, "trigger": request["trigger"]}
+        training_running = True
+    result.events += [Event(n.type, n.reason, n.message) for n in retraining.notices]
+    result.requeue_after = retraining.requeue_after
+    status["retrain"] = retraining.retrain or None
+    set_(DRIFT_DETECTED, *retraining.drift_condition)
+
     # Jobs of an older spec that still run are wasted work.
     for job_state in observed.jobs.values():
         if job_state.name != last.get("job") and not job_state.finished:
