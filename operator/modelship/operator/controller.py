@@ -197,7 +197,9 @@ class Controller:
             metrics.PROMOTIONS.inc()
         patch = status_patch(status, decision.status)
         if patch:
-            await run(self.kube.patch_status, namespace, name, patch)
+            # Only over the status this plan was made from: the alert webhook writes retrain
+            # requests meanwhile, and a blind merge could drop one (a conflict retries).
+            await run(self.kube.patch_status, namespace, name, patch, body["metadata"].get("resourceVersion"))
         if decision.training_outcome:
             metrics.TRAININGS_FINISHED.labels(decision.training_outcome).inc()
             last_training = decision.status.get("lastTraining", {})
