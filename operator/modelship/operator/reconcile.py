@@ -10,8 +10,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelship.api import parse_duration
-from modelship.api.names import RETRAIN_ANNOTATION
 from modelship.api.results import TrainingOutcome
 from modelship.api.v1alpha1 import ModelDeployment, Phase
 from modelship.operator import builders, retrain
@@ -88,28 +86,6 @@ def _record_outcome(last: dict[str, Any], job: JobState, now: str) -> tuple[bool
     return False, "TrainingFailed", message, Event("Warning", "TrainingFailed", message)
 
 
-def retrain_context(resource: ModelDeployment, status: dict[str, Any], last: dict[str, Any], training_running: bool, observed: Observed, config: OperatorConfig) -> retrain.Context:
-    monitoring = resource.spec.monitoring
-    return retrain.Context(
-        retrain_on_drift=monitoring.retrain_on_drift,
-        cooldown_seconds=parse_duration(monitoring.cooldown),
-        schedule=resource.spec.training.schedule,
-        manual_request=(resource.metadata.annotations or {}).get(RETRAIN_ANNOTATION),
-        training_in_flight=training_running,
-        rollout_in_flight=retrain.rollout_in_flight(status, last),
-        retrains_elsewhere=observed.retrains_elsewhere,
-        max_concurrent=config.max_concurrent_retrains,
-    )
-
-
-def retrain_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: str, last: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """The Job ``last`` records, built again (a retraining keeps its trigger and number)."""
-    trigger = last.get("trigger") or retrain.TRIGGER_SPEC
-    if trigger not in retrain.RETRAIN_TRIGGERS:
-        return builders.training_job(resource, config, spec_hash)
-    return builders.training_job(resource, config, spec_hash, trigger, int((status.get("retrain") or {}).get("attempts") or 0))
-
-
 def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, config: OperatorConfig, now: str) -> Plan:
     """Everything that should change for ``resource``; ``status`` is its current status (wire form)."""
     result = Plan()
@@ -139,7 +115,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
         if job_state is None:
             # The Job is gone before it reported (deleted by hand, or cleaned up while the
             # operator was away): run it again rather than wait forever.
-            result.create.append(retrain_job(resource, config, spec_hash, last, status))
+            result.create.append(retrain.rebuild_job(resource, config, spec_hash, last, status))
             training_running = True
         elif not job_state.finished:
             training_running = True
@@ -149,7 +125,7 @@ def plan(resource: ModelDeployment, status: dict[str, Any], observed: Observed, 
             set_(TRAINED, trained, reason, message)
             result.events.append(event)
     # --- retraining on drift, schedule or request (modelship.operator.retrain) -------------
-    retraining = retrain.decide(retrain_context(resource, status, last, training_running, observed, config), status, retrain.parse_time(now))
+    retraining = retrain.decide(retrain.context(resource, status, last, training_running, observed.retrains_elsewhere, config), status, retrain.parse_time(now))
     if retraining.start:
         request = retraining.start
         job = builders.training_job(resource, config, spec_hash, request["trigger"], retraining.attempt, request.get("reason"), bool(request.get("force")))

@@ -22,8 +22,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelship.api import cron
-from modelship.api.v1alpha1 import HANDLED_ALERTS_LIMIT
+from modelship.api import cron, parse_duration
+from modelship.api.names import RETRAIN_ANNOTATION
+from modelship.api.v1alpha1 import HANDLED_ALERTS_LIMIT, ModelDeployment
+from modelship.operator import builders
+from modelship.operator.config import OperatorConfig
 
 TRIGGER_SPEC = "spec"
 TRIGGER_DRIFT = "drift"
@@ -259,3 +262,29 @@ def _defer(decision: Decision, pending: dict[str, Any], reason: str, message: st
     if recheck is not None:
         decision.requeue_after = min(recheck, decision.requeue_after or recheck)
     return decision
+
+
+# --- glue for reconcile.plan --------------------------------------------------------------
+
+
+def context(resource: ModelDeployment, status: dict[str, Any], last_training: dict[str, Any], training_running: bool, retrains_elsewhere: int, config: OperatorConfig) -> Context:
+    monitoring = resource.spec.monitoring
+    return Context(
+        retrain_on_drift=monitoring.retrain_on_drift,
+        cooldown_seconds=parse_duration(monitoring.cooldown),
+        schedule=resource.spec.training.schedule,
+        manual_request=(resource.metadata.annotations or {}).get(RETRAIN_ANNOTATION),
+        training_in_flight=training_running,
+        rollout_in_flight=rollout_in_flight(status, last_training),
+        retrains_elsewhere=retrains_elsewhere,
+        max_concurrent=config.max_concurrent_retrains,
+    )
+
+
+def rebuild_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: str, last_training: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The Job ``last_training`` records, built again after it vanished (a retraining keeps its
+    trigger and number; its reason and force flag are not kept)."""
+    trigger = last_training.get("trigger") or TRIGGER_SPEC
+    if trigger not in RETRAIN_TRIGGERS:
+        return builders.training_job(resource, config, spec_hash)
+    return builders.training_job(resource, config, spec_hash, trigger, int((status.get("retrain") or {}).get("attempts") or 0))
