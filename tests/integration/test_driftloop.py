@@ -246,6 +246,15 @@ def test_drift_alert_retrains_once_through_alertmanager(cluster, namespace, mlfl
             wait_champion(cluster, namespace, "3", timeout=300)
             time.sleep(6)
             assert len(jobs(cluster, namespace, "drift")) == 2
+
+            # 7. The alert resolves: DriftDetected goes False, nothing is retrained.
+            resolved = payload([{**third}])
+            resolved["status"] = resolved["alerts"][0]["status"] = "resolved"
+            resolved["alerts"][0]["endsAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            assert post(operator, resolved).json() == {"alerts": {"recorded": 1}}
+            cleared = cluster.wait_until("DriftDetected to clear", lambda: condition(status_of(cluster, namespace)["conditions"], "DriftDetected")["status"] == "False", timeout=30)
+            assert cleared and condition(status_of(cluster, namespace)["conditions"], "DriftDetected")["reason"] == "DriftResolved"
+            assert len(jobs(cluster, namespace, "drift")) == 2
     finally:
         for part in reversed(stack):
             part.stop()

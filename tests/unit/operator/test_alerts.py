@@ -129,3 +129,12 @@ def test_without_a_token_file_there_is_no_webhook():
     client = TestClient(http.build_app(lambda: True, RememberingReceiver(), None))
     assert client.post("/alerts", json=body()).status_code in (404, 405)
     assert client.get("/healthz").status_code == 200
+
+
+def test_operator_settings_of_the_loop_come_from_the_environment():
+    from modelship.operator.config import OperatorConfig
+
+    default = OperatorConfig.from_env({})
+    assert (default.alert_token_file, default.alert_max_body_bytes, default.max_concurrent_retrains) == (None, 1 << 20, 2)
+    set_ = OperatorConfig.from_env({"MODELSHIP_ALERT_TOKEN_FILE": "/var/run/secrets/token", "MODELSHIP_ALERT_MAX_BODY_BYTES": "4096", "MODELSHIP_MAX_CONCURRENT_RETRAINS": "5"})
+    assert (set_.alert_token_file, set_.alert_max_body_bytes, set_.max_concurrent_retrains) == ("/var/run/secrets/token", 4096, 5)
