@@ -101,6 +101,7 @@ class Controller:
         self.enqueue(namespace, name)
 
     async def start(self) -> None:
+        await self._count_retraining()
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self.started = True
@@ -214,10 +215,22 @@ class Controller:
             self.enqueue(namespace, name, delay=decision.requeue_after)
 
     def _track_retraining(self, key: Key, last_training: dict[str, Any]) -> None:
-        if last_training.get("trigger") in retrain.RETRAIN_TRIGGERS and not last_training.get("finishedAt"):
+        if retrain.retraining(last_training):
             self.retraining.add(key)
         else:
             self.retraining.discard(key)
+
+    async def _count_retraining(self) -> None:
+        """The retrainings already running (from status), so the limit holds across a restart
+        before every resource has been reconciled once."""
+        for namespace in self.namespaces or [None]:
+            try:
+                bodies = await run(self.kube.list_model_deployments, namespace)
+            except Exception as error:  # reconciles fill the set in anyway
+                log.warning("could not count running retrainings in %s: %s", namespace or "all namespaces", error)
+                continue
+            for body in bodies:
+                self._track_retraining((body["metadata"]["namespace"], body["metadata"]["name"]), (body.get("status") or {}).get("lastTraining") or {})
 
     async def _registry(self, func, *args):
         try:

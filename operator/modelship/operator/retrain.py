@@ -145,6 +145,11 @@ class Decision:
     requeue_after: float | None = None
 
 
+def retraining(last_training: dict[str, Any]) -> bool:
+    """The latest training is a retraining that has not finished (it counts toward the limit)."""
+    return last_training.get("trigger") in RETRAIN_TRIGGERS and not last_training.get("finishedAt")
+
+
 def rollout_in_flight(status: dict[str, Any], last_training: dict[str, Any]) -> bool:
     """A trained version is on its way to champion (deploying, canary, A/B test)."""
     if status.get("canaryVersion") or (status.get("rollout") or {}).get("candidate"):
