@@ -1,5 +1,5 @@
-"""Real local servers for tests: an MLflow tracking server, Prometheus, PostgreSQL and the operator, each a
-process on 127.0.0.1 that the fixture which started it also stops."""
+"""Real local servers for tests: an MLflow tracking server, Prometheus, Alertmanager, PostgreSQL
+and the operator, each a process on 127.0.0.1 that the fixture which started it also stops."""
 
 from __future__ import annotations
 
@@ -119,13 +119,31 @@ class MlflowServer:
             self.process = None
 
 
+def start_logged(server: Any, name: str, argv: list[str], timeout: float) -> None:
+    """Start ``argv`` as ``server.process`` (its own session, output in ``server.log_path``)
+    and wait for ``server.url``/-/ready; on failure stop it and say why with the log's tail."""
+    log = open(server.log_path, "ab")
+    server.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=server.root, start_new_session=True)
+    try:
+        wait_http(f"{server.url}/-/ready", timeout, server.process)
+    except (RuntimeError, TimeoutError) as error:
+        server.stop()
+        raise RuntimeError(f"{name} did not start: {error}\n{server.log_path.read_text()[-2000:]}") from None
+
+
 class PrometheusServer:
     """The real ``prometheus`` (Debian package) on 127.0.0.1, scraping ``targets`` every second
     and evaluating ``rule_files`` every second; ``target_labels`` stand in for the labels the
     Prometheus Operator adds to a scraped pod (``namespace``, ``pod``)."""
 
     def __init__(
-        self, root: Path, targets: list[str], rule_files: list[Path], target_labels: dict[str, str], groups: list[tuple[list[str], dict[str, str]]] | None = None
+        self,
+        root: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        target_labels: dict[str, str],
+        groups: list[tuple[list[str], dict[str, str]]] | None = None,
+        alertmanagers: list[str] | None = None,
     ) -> None:
         self.root = root
         self.targets = targets
@@ -133,6 +151,8 @@ class PrometheusServer:
         self.target_labels = target_labels
         #: More (targets, labels) groups, each with its own labels (one per simulated pod).
         self.groups = groups or []
+        #: host:port of Alertmanagers that firing alerts are sent to (every second).
+        self.alertmanagers = alertmanagers or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -158,6 +178,8 @@ class PrometheusServer:
                 }
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config))
 
     def start(self, timeout: float = 60) -> PrometheusServer:
@@ -168,19 +190,12 @@ class PrometheusServer:
             raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [
-                binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
-        )
-        try:
-            wait_http(f"{self.url}/-/ready", timeout, self.process)
-        except (RuntimeError, TimeoutError) as error:
-            self.stop()
-            raise RuntimeError(f"prometheus did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
+        start_logged(self, "prometheus", [
+            binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # Firing alerts go to Alertmanager every second (default: every minute).
+            "--rules.alert.resend-delay=1s",
+        ], timeout)
         return self
 
     def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30) -> None:
@@ -315,6 +330,52 @@ class PostgresServer:
 
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class AlertmanagerServer:
+    """The real ``prometheus-alertmanager`` (Debian package) on 127.0.0.1, with ``config`` as its
+    alertmanager.yml and no cluster listener (it would bind every interface)."""
+
+    def __init__(self, root: Path, config: dict[str, Any]) -> None:
+        self.root = root
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "alertmanager.log"
+
+    def start(self, timeout: float = 60) -> AlertmanagerServer:
+        import shutil
+
+        import yaml
+
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise FileNotFoundError("alertmanager not found: `hack/setup.sh --test` installs the Debian package prometheus-alertmanager")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        start_logged(self, "alertmanager", [
+            binary, f"--config.file={self.root / 'alertmanager.yml'}", f"--storage.path={self.root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+        ], timeout)
+        return self
+
+    def alerts(self) -> list[dict]:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/v2/alerts", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+            self.process = None
 
 
 class OperatorProcess:

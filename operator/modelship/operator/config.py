@@ -56,6 +56,13 @@ class OperatorConfig:
     retain_rolled_back_seconds: float = 600.0
     #: Which traffic provider routes the endpoints (modelship.operator.traffic).
     traffic_provider: str = "gatewayapi"
+    #: File holding the bearer token Alertmanager sends to POST /alerts (a mounted Secret);
+    #: without it the alert webhook is off.
+    alert_token_file: str | None = None
+    #: Largest alert webhook body accepted, in bytes (larger: 413).
+    alert_max_body_bytes: int = 1 << 20
+    #: Retraining Jobs (drift, schedule, manual) running at once across all ModelDeployments.
+    max_concurrent_retrains: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -83,4 +90,7 @@ class OperatorConfig:
             prometheus_timeout=float(env.get("MODELSHIP_PROMETHEUS_TIMEOUT", cls.prometheus_timeout)),
             retain_rolled_back_seconds=float(env.get("MODELSHIP_RETAIN_ROLLED_BACK_SECONDS", cls.retain_rolled_back_seconds)),
             traffic_provider=env.get("MODELSHIP_TRAFFIC_PROVIDER", cls.traffic_provider),
+            alert_token_file=env.get("MODELSHIP_ALERT_TOKEN_FILE") or None,
+            alert_max_body_bytes=int(env.get("MODELSHIP_ALERT_MAX_BODY_BYTES", cls.alert_max_body_bytes)),
+            max_concurrent_retrains=int(env.get("MODELSHIP_MAX_CONCURRENT_RETRAINS", cls.max_concurrent_retrains)),
         )

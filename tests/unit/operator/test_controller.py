@@ -122,3 +122,21 @@ def test_look_again_keeps_one_timer_per_key_the_latest():
 
     controller, left = asyncio.run(scenario())
     assert controller.calls == 1 and left == {}
+def test_running_retrainings_are_counted_at_start_from_status():
+    class Statuses(ListingKube):
+        def list_model_deployments(self, namespace):
+            running = {"trigger": "drift", "job": "a-train-1"}
+            return [
+                {"metadata": {"namespace": "ns", "name": "retraining"}, "status": {"lastTraining": running}},
+                {"metadata": {"namespace": "ns", "name": "done"}, "status": {"lastTraining": {**running, "finishedAt": "t"}}},
+                {"metadata": {"namespace": "ns", "name": "spec"}, "status": {"lastTraining": {"trigger": "spec", "job": "s"}}},
+                {"metadata": {"namespace": "ns", "name": "new"}},
+            ]
+
+    async def scenario():
+        controller = Controller(Statuses(), OperatorConfig(workers=1, resync_interval=3600))
+        await controller.start()
+        await controller.stop()
+        return controller
+
+    assert asyncio.run(scenario()).retraining == {("ns", "retraining")}
