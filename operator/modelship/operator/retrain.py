@@ -24,7 +24,7 @@ from typing import Any
 
 from modelship.api import cron, parse_duration
 from modelship.api.names import RETRAIN_ANNOTATION
-from modelship.api.v1alpha1 import HANDLED_ALERTS_LIMIT, ModelDeployment
+from modelship.api.v1alpha1 import HANDLED_ALERTS_LIMIT, ModelDeployment, RolloutPhase
 from modelship.operator import builders
 from modelship.operator.config import OperatorConfig
 
@@ -150,12 +150,19 @@ def retraining(last_training: dict[str, Any]) -> bool:
     return last_training.get("trigger") in RETRAIN_TRIGGERS and not last_training.get("finishedAt")
 
 
+#: Phases of ``status.rollout`` that are over: its ``candidate`` stays as the last one rolled out.
+_ROLLOUT_OVER = (RolloutPhase.promoted.value, RolloutPhase.rolled_back.value)
+
+
 def rollout_in_flight(status: dict[str, Any], last_training: dict[str, Any]) -> bool:
     """A trained version is on its way to champion (deploying, canary, A/B test)."""
-    if status.get("canaryVersion") or (status.get("rollout") or {}).get("candidate"):
+    state = status.get("rollout") or {}
+    if status.get("canaryVersion") or (state.get("candidate") and state.get("phase") not in _ROLLOUT_OVER):
         return True
     gate = last_training.get("gate") or {}
     version = last_training.get("modelVersion")
+    if version and state.get("candidate") == version and state.get("phase") == RolloutPhase.rolled_back.value:
+        return False  # rolled back: it will not roll out again
     return bool(last_training.get("finishedAt") and gate.get("passed") and version and version != status.get("championVersion"))
 
 

@@ -202,6 +202,13 @@ def test_drift_condition(drift, expected):
         ({"championVersion": "1"}, {"finishedAt": "t", "modelVersion": "2", "gate": {"passed": False}}, False),
         ({"championVersion": "1", "canaryVersion": "2"}, {}, True),
         ({"championVersion": "1", "rollout": {"candidate": "2"}}, {}, True),
+        ({"championVersion": "1", "rollout": {"candidate": "2", "phase": "Progressing"}}, {}, True),
+        ({"championVersion": "1", "rollout": {"candidate": "2", "phase": "AwaitingApproval"}}, {}, True),
+        # status.rollout keeps its last candidate after the rollout ended: no longer in flight.
+        ({"championVersion": "2", "rollout": {"candidate": "2", "phase": "Promoted"}}, {"finishedAt": "t", "modelVersion": "2", "gate": {"passed": True}}, False),
+        ({"championVersion": "1", "rollout": {"candidate": "2", "phase": "RolledBack"}}, {"finishedAt": "t", "modelVersion": "2", "gate": {"passed": True}}, False),
+        # A newer version than the rolled-back one is about to roll out.
+        ({"championVersion": "1", "rollout": {"candidate": "2", "phase": "RolledBack"}}, {"finishedAt": "t", "modelVersion": "3", "gate": {"passed": True}}, True),
     ],
 )
 def test_rollout_in_flight(status, last, expected):
@@ -282,3 +289,32 @@ def test_cron_parsing_errors_name_the_field():
     assert cron.parse("0 3 * * 1").next_after(NOW) == dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)
     # Day of month OR day of week when both are restricted (cron's rule).
     assert cron.parse("0 0 1 * 1").next_after(NOW) == dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "model_version"),
+    [
+        ({"candidate": "1", "phase": "Promoted"}, "1"),
+        ({"candidate": "2", "phase": "RolledBack", "message": "p95 latency over its threshold"}, "2"),
+    ],
+    ids=["after a promotion", "after a rollback"],
+)
+def test_plan_retrains_once_the_last_rollout_is_over(rollout, model_version):
+    # status.rollout keeps the last candidate when its rollout ended; that is not "in flight".
+    resource = serving_resource()
+    status = serving_status(resource, rollout=rollout, **retrain.record_alert({}, FIRING, NOW_TEXT))
+    status["lastTraining"]["modelVersion"] = model_version
+    result = plan(resource, status, Observed(serving={"1": ServingState("1", True, "champion")}), OperatorConfig(), NOW)
+    jobs = [o for o in result.create if o["kind"] == "Job"]
+    assert [job["metadata"]["annotations"]["modelship.io/trigger"] for job in jobs] == ["drift"]
+    ModelDeploymentStatus.model_validate(result.status)
+
+
+@pytest.mark.parametrize(("asked", "expected"), [([], None), ([None], None), ([30.0], 30.0), ([300.0, 12.5], 12.5), ([12.5, None, 300.0], 12.5)])
+def test_plan_looks_again_at_the_earliest_of_its_parts(asked, expected):
+    from modelship.operator.reconcile import Plan
+
+    result = Plan()
+    for seconds in asked:
+        result.look_again_in(seconds)
+    assert result.requeue_after == expected
