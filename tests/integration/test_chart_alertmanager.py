@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from modelship.monitoring import alertmanager
-from test_chart import render
+from helmchart import render
 
 pytestmark = pytest.mark.integration
 ON = "monitoring.alertmanagerConfig.enabled=true"
@@ -18,17 +18,21 @@ def config(documents):
     return [d for d in documents if d["kind"] == "AlertmanagerConfig"]
 
 
-def test_off_unless_asked(cluster):
-    assert config(render(cluster)) == []
+def test_off_unless_asked():
+    assert config(render()) == []
 
 
-def test_the_generated_routing_with_the_releases_values(cluster):
-    (plain,) = config(render(cluster, ON))
+def test_the_generated_routing_with_the_releases_values():
+    (plain,) = config(render(ON))
     expected = alertmanager.alertmanager_config_spec(alertmanager.routing(
-        "http://ms-operator.modelship-system.svc:8080/alerts", token_secret=("modelship-alert-webhook", "token"), timing=alertmanager.Timing("30s", "5m", "1h"),
+        "http://ms-operator.modelship-system.svc:8080/alerts", token_secret=("ms-webhook-token", "token"), timing=alertmanager.Timing("30s", "5m", "1h"),
     ))
     assert plain["spec"] == expected
-    (full,) = config(render(cluster, ON, "monitoring.alertmanagerConfig.slack.enabled=true", "monitoring.alertmanagerConfig.email.enabled=true", "monitoring.alertmanagerConfig.email.to=ops@example.com"))
+    # Alertmanager sends the very token the operator reads: its Secret, the user's one included.
+    (own,) = config(render(ON, "operator.webhook.existingSecret=my-token"))
+    (operator,) = [r for r in own["spec"]["receivers"] if r["name"] != alertmanager.NOTIFY_RECEIVER]
+    assert operator["webhookConfigs"][0]["httpConfig"]["authorization"]["credentials"] == {"name": "my-token", "key": "token"}
+    (full,) = config(render(ON, "monitoring.alertmanagerConfig.slack.enabled=true", "monitoring.alertmanagerConfig.email.enabled=true", "monitoring.alertmanagerConfig.email.to=ops@example.com"))
     notify = next(r for r in full["spec"]["receivers"] if r["name"] == alertmanager.NOTIFY_RECEIVER)
     assert notify["emailConfigs"] == [{"to": "ops@example.com", "sendResolved": True}]
     slack = notify["slackConfigs"][0]
@@ -40,6 +44,6 @@ def test_the_generated_routing_with_the_releases_values(cluster):
 def test_accepted_by_the_api_server(cluster):
     cluster.kubectl("create", "namespace", "modelship-system", check=False)
     for sets in ([ON], [ON, "monitoring.alertmanagerConfig.slack.enabled=true", "monitoring.alertmanagerConfig.email.enabled=true"]):
-        documents = config(render(cluster, *sets))
+        documents = config(render(*sets))
         result = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(documents))
         assert result.returncode == 0, result.stderr

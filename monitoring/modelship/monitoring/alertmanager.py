@@ -166,7 +166,8 @@ def chart_spec() -> dict[str, Any]:
     return _helm_literal(alertmanager_config_spec(
         routing(
             webhook_url='{{ include "modelship.alertWebhookURL" . }}',
-            token_secret=(f"{{{{ {values}.tokenSecret.name }}}}", f"{{{{ {values}.tokenSecret.key }}}}"),
+            # The Secret the operator mounts its token from (the chart's, or operator.webhook.existingSecret).
+            token_secret=('{{ include "modelship.operator.webhookSecretName" . }}', "token"),
             slack=Slack(channel=f"{{{{ {values}.slack.channel }}}}", secret=(f"{{{{ {values}.slack.apiURLSecret.name }}}}", f"{{{{ {values}.slack.apiURLSecret.key }}}}")),
             email=Email(to=f"{{{{ {values}.email.to }}}}"),
             timing=Timing(f"{{{{ {values}.groupWait }}}}", f"{{{{ {values}.groupInterval }}}}", f"{{{{ {values}.repeatInterval }}}}"),
