@@ -53,6 +53,8 @@ class OperatorConfig:
     retain_rolled_back_seconds: float = 600.0
     #: Which traffic provider routes the endpoints (modelship.operator.traffic).
     traffic_provider: str = "gatewayapi"
+    #: Seconds an object this process applied is not applied again unchanged (0: always apply).
+    apply_cache_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -79,4 +81,5 @@ class OperatorConfig:
             prometheus_timeout=float(env.get("MODELSHIP_PROMETHEUS_TIMEOUT", cls.prometheus_timeout)),
             retain_rolled_back_seconds=float(env.get("MODELSHIP_RETAIN_ROLLED_BACK_SECONDS", cls.retain_rolled_back_seconds)),
             traffic_provider=env.get("MODELSHIP_TRAFFIC_PROVIDER", cls.traffic_provider),
+            apply_cache_seconds=float(env.get("MODELSHIP_APPLY_CACHE_SECONDS", cls.apply_cache_seconds)),
         )

@@ -122,3 +122,20 @@ def test_look_again_keeps_one_timer_per_key_the_latest():
 
     controller, left = asyncio.run(scenario())
     assert controller.calls == 1 and left == {}
+
+
+def test_applied_cache_skips_only_identical_recent_applies():
+    from modelship.operator.controller import AppliedCache
+
+    cache = AppliedCache(ttl=60)
+    route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
+    assert cache.needed(route)
+    cache.remember(route)
+    assert not cache.needed(route)
+    changed = {**route, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}]}]}}
+    assert cache.needed(changed)
+    cache.forget("ns", "HTTPRoute", "r")
+    assert cache.needed(route)
+    stale = AppliedCache(ttl=0)
+    stale.remember(route)
+    assert stale.needed(route)  # past its time: applied again, undoing any hand edit
