@@ -43,7 +43,10 @@ class OperatorConfig:
     http_port: int = 8080
     #: Seconds between two full resyncs of every ModelDeployment (events do the rest).
     resync_interval: float = 300.0
-    workers: int = 4
+    #: Reconciles in flight at once (one per resource at most). They wait on the API server and
+    #: Prometheus, not on CPU: with 100 canaries, 16 workers cut the pause-end → route p95 from
+    #: 4.3 s to 3.0 s (docs/benchmarks.md).
+    workers: int = 16
     #: Prometheus HTTP API the canary analysis queries (None: every check is an Error verdict,
     #: so no canary advances without metrics).
     prometheus_url: str | None = None
