@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import time
 from typing import Any
@@ -60,6 +62,35 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return None
 
 
+class AppliedCache:
+    """What this process applied lately: an identical object applied again within ``ttl``
+    seconds is skipped. During a rollout every analysis reconciles the resource, and five
+    server-side applies that change nothing were most of that reconcile's cost; after ``ttl``
+    the object is applied again, so a hand edit or deletion is undone within that time."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    @staticmethod
+    def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+        return obj["metadata"].get("namespace") or "", obj["kind"], obj["metadata"]["name"]
+
+    @staticmethod
+    def _digest(obj: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+    def needed(self, obj: dict[str, Any]) -> bool:
+        entry = self.entries.get(self._key(obj))
+        return entry is None or entry[0] != self._digest(obj) or time.monotonic() - entry[1] > self.ttl
+
+    def remember(self, obj: dict[str, Any]) -> None:
+        self.entries[self._key(obj)] = (self._digest(obj), time.monotonic())
+
+    def forget(self, namespace: str, kind: str, name: str) -> None:
+        self.entries.pop((namespace, kind, name), None)
+
+
 class Controller:
     def __init__(self, kube: Kube, config: OperatorConfig, namespaces: list[str] | None = None) -> None:
         self.kube = kube
@@ -80,6 +111,7 @@ class Controller:
         self.retraining: set[Key] = set()
         #: When each key's earliest delayed reconcile is due (event loop time).
         self.wakeups: dict[Key, float] = {}
+        self.applied = AppliedCache(config.apply_cache_seconds)
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
@@ -220,9 +252,12 @@ class Controller:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
         for obj in decision.apply:
-            await run(self.kube.apply, obj)
+            if self.applied.needed(obj):
+                await run(self.kube.apply, obj)
+                self.applied.remember(obj)
         for api_version, kind, object_name in decision.delete:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
+            self.applied.forget(namespace, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             failpoints.hit(failpoints.AFTER_ALIAS_MOVE)

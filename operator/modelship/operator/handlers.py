@@ -30,6 +30,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.level = logging.WARNING
     # One line per watch event ("Handler ... succeeded") drowns the decisions worth reading.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: every analysis query and MLflow call would be a line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     config = OperatorConfig.from_env()

@@ -140,3 +140,20 @@ def test_running_retrainings_are_counted_at_start_from_status():
         return controller
 
     assert asyncio.run(scenario()).retraining == {("ns", "retraining")}
+
+
+def test_applied_cache_skips_only_identical_recent_applies():
+    from modelship.operator.controller import AppliedCache
+
+    cache = AppliedCache(ttl=60)
+    route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
+    assert cache.needed(route)
+    cache.remember(route)
+    assert not cache.needed(route)
+    changed = {**route, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}]}]}}
+    assert cache.needed(changed)
+    cache.forget("ns", "HTTPRoute", "r")
+    assert cache.needed(route)
+    stale = AppliedCache(ttl=0)
+    stale.remember(route)
+    assert stale.needed(route)  # past its time: applied again, undoing any hand edit
