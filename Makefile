@@ -30,6 +30,7 @@ crd: setup
 	$(VENV)/bin/modelship crd --write
 	$(VENV)/bin/modelship monitoring rules --write
 	$(VENV)/bin/modelship monitoring dashboards --write
+	$(VENV)/bin/modelship monitoring alertmanager --write
 
 ## Build (or find cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok,
 ## helm and the third-party CRDs under $${MODELSHIP_CACHE:-~/.cache/modelship}.

@@ -17,7 +17,11 @@ With ``--rollout`` it measures canary rollouts instead (see :func:`bench_rollout
     step transition of every resource), with ``--count`` resources in rollout at once;
   * the operator's CPU and RSS while it analyses all of them every interval.
 
-    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 200]
+    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 100]
+
+Each resource in rollout has two Services (champion and candidate), and the test cluster's
+service CIDR holds about 250 ClusterIPs, so ``--count`` above ~120 measures the API server
+refusing Services (500) rather than the operator.
 """
 
 from __future__ import annotations

@@ -113,6 +113,48 @@ def monitoring_dashboards(write: bool = _WRITE, check: bool = _CHECK, root: Path
     _generated(DASHBOARD_FILE, write, check, root)
 
 
+@monitoring.command("alertmanager")
+def monitoring_alertmanager(
+    write: bool = _WRITE,
+    check: bool = _CHECK,
+    root: Path = _ROOT,
+    webhook_url: str = typer.Option("", "--webhook-url", help="Print a plain alertmanager.yml route and receivers for this operator URL (e.g. http://modelship-operator.modelship-system.svc:8080/alerts) instead of the chart's AlertmanagerConfig spec."),
+    token_file: str = typer.Option("/etc/alertmanager/secrets/modelship-webhook-token", "--token-file", help="With --webhook-url: the file Alertmanager reads the operator's bearer token from."),
+    slack_channel: str = typer.Option("", "--slack-channel", help="With --webhook-url: also notify this Slack channel."),
+    slack_api_url_file: str = typer.Option("/etc/alertmanager/secrets/slack-api-url", "--slack-api-url-file", help="With --slack-channel: file holding the Slack incoming-webhook URL."),
+    email_to: str = typer.Option("", "--email-to", help="With --webhook-url: also notify this address (global smtp_* settings needed)."),
+) -> None:
+    """Print (or write, or check) the Alertmanager routing of the Modelship alerts: the chart's
+    AlertmanagerConfig spec (charts/modelship/files/alertmanagerconfig-spec.yaml), or with
+    --webhook-url the equivalent plain alertmanager.yml route and receivers."""
+    from modelship.monitoring import alertmanager
+
+    if not webhook_url:
+        _generated(alertmanager.CHART_FILE, write, check, root)
+        return
+    slack = alertmanager.Slack(slack_channel, api_url_file=slack_api_url_file) if slack_channel else None
+    email = alertmanager.Email(email_to) if email_to else None
+    document = alertmanager.alertmanager_yaml(alertmanager.routing(webhook_url, token_file=token_file, slack=slack, email=email))
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=False, width=1000))
+
+
+@app.command()
+def retrain(
+    name: str = typer.Argument(..., help="ModelDeployment name."),
+    namespace: str = typer.Option("", "--namespace", "-n", help="Its namespace; the kubeconfig context's when unset."),
+) -> None:
+    """Ask the operator to retrain a ModelDeployment now (trigger manual): sets its
+    modelship.io/retrain annotation; `kubectl describe mdep NAME` shows the Job it starts."""
+    from modelship.operator.kube import request_retrain
+
+    try:
+        value, namespace = request_retrain(name, namespace or None)
+    except LookupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"modeldeployment {namespace}/{name}: retraining requested ({value})")
+
+
 @app.command()
 def validate(file: Path = typer.Option(..., "-f", "--file", help="ModelDeployment YAML file.")) -> None:
     """Check a ModelDeployment file against the contract; prints every problem with its field path."""

@@ -239,7 +239,7 @@ def test_webhook_token_generated_mounted_and_passed_by_path():
     assert len(base64.b64decode(secret["data"]["token"])) == 40
     deployment = find(documents, "Deployment", "ms-operator")
     operator = container(deployment)
-    token_file = env_of(operator)["MODELSHIP_WEBHOOK_TOKEN_FILE"]
+    token_file = env_of(operator)["MODELSHIP_ALERT_TOKEN_FILE"]
     mount = next(m for m in operator["volumeMounts"] if token_file.startswith(m["mountPath"] + "/"))
     volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["secretName"] == "ms-webhook-token" and token_file.endswith("/" + volume["secret"]["items"][0]["path"])

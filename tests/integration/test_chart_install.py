@@ -269,7 +269,7 @@ def test_the_installed_platform_runs_trains_the_sample_and_survives_an_upgrade(r
         assert platform.mlflow_command.env["MLFLOW_BACKEND_STORE_URI"] == f"postgresql://mlflow@127.0.0.1:{platform.pg_port}/mlflow"
         platform.start_operator(run=1, kubeconfig=kubeconfig)
         # The webhook token reaches the operator as the mounted file the env names.
-        assert Path(platform.operator_command.env["MODELSHIP_WEBHOOK_TOKEN_FILE"]).read_text() == token
+        assert Path(platform.operator_command.env["MODELSHIP_ALERT_TOKEN_FILE"]).read_text() == token
 
         begin = time.monotonic()
         release.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(sample))

@@ -83,6 +83,9 @@ def housing_sample(namespace: str) -> dict:
     # Each retraining here must be served whatever its score against the previous one.
     resource["spec"]["training"]["qualityGate"]["mustBeatChampion"] = False
     resource["spec"]["training"]["hyperparameters"]["n_estimators"] = 300
+    # This test is about the lifecycle; canaries are tests/integration/test_rollout.py's. The
+    # previous champion stays warm for a rollback only briefly, so its removal is seen here.
+    resource["spec"]["rollout"] = {"strategy": "immediate", "rollbackWindow": "5s"}
     return resource
 
 

@@ -390,6 +390,24 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
 
     reasons = {e["reason"] for e in events(cluster, namespace)}
     assert {"RolloutStarted", "CanaryStep", "Promoted", "AnalysisFailed", "AwaitingApproval", "RolledBack", "ABTestStarted"} <= reasons
+
+    # A custom metric whose template cannot be PromQL: the API server takes it (no CEL twin), the
+    # operator reports it on the resource naming the metric, once, and does not retry.
+    broken = resource(namespace, alpha=1.0)
+    broken["metadata"]["name"] = "badquery"
+    broken["spec"]["rollout"]["analysis"]["metrics"] = [{"name": "accuracy", "query": "sum(rate(x[{{window}}])", "min": 0.8}]
+    cluster.apply(yaml.safe_dump(broken))
+    invalid = cluster.wait_until(
+        "the bad template to be reported",
+        lambda: (s := cluster.kubectl_json("get", "mdep", "badquery", "-n", namespace).get("status", {})).get("phase") == "Failed" and s,
+        timeout=60,
+    )
+    ready = condition(invalid["conditions"], "Ready")
+    assert ready["reason"] == "InvalidSpec" and "metric accuracy" in ready["message"] and "unclosed '('" in ready["message"], ready
+    time.sleep(5)
+    log = rollout_env["operator"].log_path.read_text().splitlines()
+    assert any("badquery: invalid spec" in line for line in log)
+    assert not [line for line in log if "badquery" in line and "retrying" in line]  # not a crash loop
     assert "Forbidden" not in rollout_env["operator"].log_path.read_text()
 
 

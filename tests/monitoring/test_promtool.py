@@ -16,7 +16,7 @@ from modelship.monitoring import rules
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_FILE = REPO / rules.RULES_OUTPUTS[0]
-SERVED = {"namespace": "team-a", "model": "housing", "version": "3", "variant": "canary"}
+SERVED = {"namespace": "team-a", m.LABEL_DEPLOYMENT: "housing-prices", "model": "housing", "version": "3", "variant": "canary"}
 ALERT_LABELS = {"severity": "warning", "component": "model"}
 
 
@@ -36,11 +36,14 @@ def _series(name: str, values: str, pod: str = "housing-v3-a", served: dict[str,
     return {"series": _selector(name, {**served, "pod": pod, **extra}), "values": values}
 
 
-def _annotations(alert: str, value: str = "", labels: dict[str, str] = SERVED) -> dict[str, str]:
-    """The alert's annotations with Prometheus's templating done by hand for ``labels``."""
+def _annotations(alert: str, value: str = "", labels: dict[str, str] = SERVED, **expanded: str) -> dict[str, str]:
+    """The alert's annotations with Prometheus's templating done by hand for ``labels``
+    (``expanded`` gives the expected text of annotations that query Prometheus)."""
     rule = next(r for g in rules.rule_groups()["groups"] for r in g["rules"] if r.get("alert") == alert)
-    out = {}
+    out = dict(expanded)
     for key, text in rule["annotations"].items():
+        if key in expanded:
+            continue
         for label, label_value in labels.items():
             text = text.replace(f"{{{{ $labels.{label} }}}}", label_value)
         out[key] = text.replace("{{ $value | humanizePercentage }}", value).replace('{{ $value | printf "%.4g" }}', value)
@@ -65,18 +68,43 @@ def test_the_rule_file_is_valid() -> None:
 
 
 def test_drift_alerts_after_it_holds_once_per_version(tmp_path: Path) -> None:
+    other_resource = {**SERVED, m.LABEL_DEPLOYMENT: "other"}
     _passes(tmp_path, [{
         "interval": "1m",
         "input_series": [
             # Two replicas of the same version; drift from minute 2 on one, from minute 3 on the other.
             _series(m.DATA_DRIFT_DETECTED, "0 0 1x20", pod="housing-v3-a"),
             _series(m.DATA_DRIFT_DETECTED, "0 0 0 1x20", pod="housing-v3-b"),
+            # Per-feature gauges: the annotation names the drifted ones with the higher replica's
+            # score, and leaves out a feature that did not drift and another resource's features.
+            _series(m.FEATURE_DRIFT_SCORE, "0.812x20", pod="housing-v3-a", feature="median_income"),
+            _series(m.FEATURE_DRIFT_SCORE, "0.5x20", pod="housing-v3-b", feature="median_income"),
+            _series(m.FEATURE_DRIFTED, "1x20", pod="housing-v3-a", feature="median_income"),
+            _series(m.FEATURE_DRIFTED, "1x20", pod="housing-v3-b", feature="median_income"),
+            _series(m.FEATURE_DRIFT_SCORE, "0.3x20", pod="housing-v3-a", feature="households"),
+            _series(m.FEATURE_DRIFTED, "1x20", pod="housing-v3-a", feature="households"),
+            _series(m.FEATURE_DRIFT_SCORE, "0.05x20", pod="housing-v3-a", feature="latitude"),
+            _series(m.FEATURE_DRIFTED, "0x20", pod="housing-v3-a", feature="latitude"),
+            _series(m.FEATURE_DRIFT_SCORE, "0.9x20", pod="other-v3-a", served=other_resource, feature="population"),
+            _series(m.FEATURE_DRIFTED, "1x20", pod="other-v3-a", served=other_resource, feature="population"),
         ],
         "alert_rule_test": [
             {"eval_time": "5m", "alertname": rules.DRIFT_ALERT, "exp_alerts": []},  # pending, not yet 5m
-            {"eval_time": "8m", "alertname": rules.DRIFT_ALERT, "exp_alerts": [{"exp_labels": {**ALERT_LABELS, **SERVED}, "exp_annotations": _annotations(rules.DRIFT_ALERT)}]},
+            {"eval_time": "8m", "alertname": rules.DRIFT_ALERT, "exp_alerts": [{
+                "exp_labels": {**ALERT_LABELS, **SERVED},
+                "exp_annotations": _annotations(rules.DRIFT_ALERT, **{rules.DRIFTED_FEATURES_ANNOTATION: "households=0.3, median_income=0.812"}),
+            }]},
         ],
     }])
+
+
+def test_every_alert_links_its_runbook_and_the_dashboard_of_its_resource() -> None:
+    for rule in rules.alerting_rules():
+        annotations = rule["annotations"]
+        assert annotations["runbook_url"].endswith("#" + rule["alert"].lower())
+        assert annotations[rules.DASHBOARD_ANNOTATION].startswith("/d/modelship-model-serving?var-namespace={{ $labels.namespace }}")
+        assert f"$labels.{m.LABEL_DEPLOYMENT}" in annotations["summary"]
+        assert m.LABEL_DEPLOYMENT in rule["expr"] or rule["expr"].startswith("modelship:")
 
 
 def test_a_short_drift_does_not_alert(tmp_path: Path) -> None:

@@ -69,6 +69,10 @@ def test_the_child_evaluates_the_window_and_stop_ends_it(tmp_path: Path) -> None
     result = monitor.evaluate_now()
     assert result is not None and results == [result]
     assert result.features["income"].drifted and not result.features["rooms"].drifted
+    # The child left the evaluation's Evidently report where GET /drift/report reads it.
+    report = Path(monitor.report_path).read_text()
+    assert report.lstrip().lower().startswith("<!doctype html") or "<html" in report[:500].lower()
+    assert "income" in report and not list(Path(monitor.report_path).parent.glob("*.partial"))
     assert len(_pool_children()) == 1
     monitor.stop()
     assert _pool_children() == []

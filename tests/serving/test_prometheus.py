@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = {"monitoring": {"drift": {"method": "psi", "threshold": 0.2, "driftShare": 0.5, "windowSize": 200, "minRows": 50, "interval": "1s"}}}
-SCRAPED = {"namespace": "team-a", "pod": "housing-v1-abc"}
+#: What the chart's PodMonitor adds to a model server's series (the namespace, the pod, and the
+#: pod's modelship.io/deployment label).
+SCRAPED = {"namespace": "team-a", "pod": "housing-v1-abc", names.LABEL_DEPLOYMENT: "housing-prices"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def _rows(n: int, seed: int) -> list[dict[str, Any]]:
 
 def test_recording_rules_see_the_served_version(scraped: tuple[servingkit.Server, PrometheusServer], housing_model: dict[str, Any]) -> None:
     server, prometheus = scraped
-    version = {"namespace": "team-a", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary"}
+    version = {"namespace": "team-a", names.LABEL_DEPLOYMENT: "housing-prices", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary"}
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:  # a few seconds of traffic, so rate() over 1m has two samples to compare
         assert server.client.post("/predict", json=servingkit.HOUSING_RECORD).status_code == 200
@@ -74,9 +76,12 @@ def test_shifted_inputs_raise_the_drift_alert(scraped: tuple[servingkit.Server, 
     assert alert["state"] == "pending"
     assert alert["labels"] == {
         "alertname": rules.DRIFT_ALERT, "severity": "warning", "component": "model",
-        "namespace": "team-a", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary",
+        "namespace": "team-a", names.LABEL_DEPLOYMENT: "housing-prices", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary",
     }
-    assert alert["annotations"]["summary"] == f"Input drift on team-a/{housing_model['name']} version {housing_model['version']} (canary)"
+    assert alert["annotations"]["summary"] == f"Input drift on team-a/housing-prices (model {housing_model['name']} version {housing_model['version']}, canary)"
+    # The drifted features with their scores, from the per-feature gauges of this version.
+    drifted = dict(item.split("=") for item in alert["annotations"][rules.DRIFTED_FEATURES_ANNOTATION].split(", "))
+    assert "median_income" in drifted and all(float(score) >= 0.2 for score in drifted.values()), drifted
 
 
 def test_every_dashboard_query_answers(scraped: tuple[servingkit.Server, PrometheusServer], housing_model: dict[str, Any]) -> None:

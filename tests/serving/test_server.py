@@ -178,6 +178,10 @@ def test_drift_gauges_follow_the_data(server: servingkit.Server, housing_model: 
     assert metric(drifted, names.FEATURE_DRIFTED, feature="longitude", **labels) == 0
     assert metric(drifted, names.FEATURE_DRIFT_SCORE, feature="median_income", **labels) > 0.2
     assert server.client.get("/model").json()["lastDrift"]["driftDetected"] is True
+    # The evaluation a person can read: Evidently's report of the latest window, as HTML.
+    report = server.client.get("/drift/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "median_income" in report.text and "Dataset Drift" in report.text
 
 
 def test_prediction_log(server: servingkit.Server, housing_model: dict[str, Any]) -> None:

@@ -151,6 +151,18 @@ class MlflowServer:
             kill_pids(pids_under(self.root))
 
 
+def start_logged(server: Any, name: str, argv: list[str], timeout: float) -> None:
+    """Start ``argv`` as ``server.process`` (its own session, output in ``server.log_path``)
+    and wait for ``server.url``/-/ready; on failure stop it and say why with the log's tail."""
+    log = open(server.log_path, "ab")
+    server.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=server.root, start_new_session=True)
+    try:
+        wait_http(f"{server.url}/-/ready", timeout, server.process)
+    except (RuntimeError, TimeoutError) as error:
+        server.stop()
+        raise RuntimeError(f"{name} did not start: {error}\n{server.log_path.read_text()[-2000:]}") from None
+
+
 class PrometheusServer:
     """The real ``prometheus`` (Debian package) on 127.0.0.1, scraping ``targets`` every second
     and evaluating ``rule_files`` every second; ``target_labels`` stand in for the labels the
@@ -173,6 +185,7 @@ class PrometheusServer:
         self.target_labels = target_labels
         self.groups = groups or []
         self.scrape_configs = scrape_configs
+        #: host:port of Alertmanagers that firing alerts are sent to (every second).
         self.alertmanagers = alertmanagers or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -211,19 +224,12 @@ class PrometheusServer:
             raise FileNotFoundError("prometheus not found: `hack/setup.sh --test` installs the Debian package")
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [
-                binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
-        )
-        try:
-            wait_http(f"{self.url}/-/ready", timeout, self.process)
-        except (RuntimeError, TimeoutError) as error:
-            self.stop()
-            raise RuntimeError(f"prometheus did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
+        start_logged(self, "prometheus", [
+            binary, f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # Firing alerts go to Alertmanager every second (default: every minute).
+            "--rules.alert.resend-delay=1s",
+        ], timeout)
         return self
 
     def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30) -> None:
@@ -259,60 +265,6 @@ class PrometheusServer:
         import httpx
 
         return httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=10).json()["data"]["activeTargets"]
-
-    def stop(self) -> None:
-        if self.process:
-            stop_process(self.process)
-            self.process = None
-
-
-class AlertmanagerServer:
-    """The real Alertmanager (Debian ``prometheus-alertmanager``) on 127.0.0.1 with ``config``
-    (an alertmanager.yml as a dict; by default one receiver that sends nowhere)."""
-
-    def __init__(self, root: Path, config: dict[str, Any] | None = None) -> None:
-        self.root = root
-        self.config = config or {"route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"}, "receivers": [{"name": "null"}]}
-        self.port = free_port()
-        self.cluster_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "alertmanager.log"
-
-    def start(self, timeout: float = 60) -> AlertmanagerServer:
-        import shutil
-
-        import yaml
-
-        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-        if binary is None:
-            raise FileNotFoundError("alertmanager not found: `hack/setup.sh --test` installs prometheus-alertmanager")
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.config))
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [binary, f"--config.file={self.root / 'alertmanager.yml'}", f"--storage.path={self.root / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", f"--cluster.listen-address=127.0.0.1:{self.cluster_port}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True,
-        )
-        try:
-            wait_http(f"{self.url}/-/ready", timeout, self.process)
-        except (RuntimeError, TimeoutError) as error:
-            self.stop()
-            raise RuntimeError(f"alertmanager did not start: {error}\n{self.log_path.read_text()[-2000:]}") from None
-        return self
-
-    def alerts(self) -> list[dict]:
-        import httpx
-
-        return httpx.get(f"{self.url}/api/v2/alerts", timeout=10).json()
 
     def stop(self) -> None:
         if self.process:
@@ -418,6 +370,53 @@ class PostgresServer:
 
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class AlertmanagerServer:
+    """The real ``prometheus-alertmanager`` (Debian package) on 127.0.0.1, with ``config`` as its
+    alertmanager.yml (by default one receiver that sends nowhere) and no cluster listener (it
+    would bind every interface)."""
+
+    def __init__(self, root: Path, config: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.config = config or {"route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"}, "receivers": [{"name": "null"}]}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "alertmanager.log"
+
+    def start(self, timeout: float = 60) -> AlertmanagerServer:
+        import shutil
+
+        import yaml
+
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise FileNotFoundError("alertmanager not found: `hack/setup.sh --test` installs the Debian package prometheus-alertmanager")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        start_logged(self, "alertmanager", [
+            binary, f"--config.file={self.root / 'alertmanager.yml'}", f"--storage.path={self.root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+        ], timeout)
+        return self
+
+    def alerts(self) -> list[dict]:
+        import httpx
+
+        return httpx.get(f"{self.url}/api/v2/alerts", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process(self.process)
+            self.process = None
 
 
 class OperatorProcess:

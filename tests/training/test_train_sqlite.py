@@ -216,3 +216,35 @@ def test_bad_hyperparameter_value_found_at_fit_is_invalid_input_before_any_run(t
     assert client.search_registered_models() == []
     assert all(not client.search_runs([e.experiment_id]) for e in client.search_experiments())
 
+
+
+# --- retraining: unchanged data, force, the reason it ran ------------------------------------
+
+
+def test_a_retraining_on_the_champions_data_bytes_is_skipped_unless_forced(sqlite_backend: Backend, tmp_path: Path):
+    spec = {"task": "regression", "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"}, "training": {"framework": "sklearn", "estimator": "ridge"}}
+    client = sqlite_backend.client()
+    model = "retrain-diabetes"
+    first = sqlite_backend.train("--model-name", model, spec=spec, env={"MODELSHIP_TRIGGER": "spec"})
+    assert first.returncode == 0, first.stdout + first.stderr
+    client.set_registered_model_alias(model, "champion", first.result["version"])
+
+    for trigger in ("drift", "schedule"):
+        skipped = sqlite_backend.train("--model-name", model, spec=spec, env={"MODELSHIP_TRIGGER": trigger, "MODELSHIP_RETRAIN_REASON": "median_income=0.8"})
+        assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+        assert skipped.result["outcome"] == "Unchanged" and skipped.result.get("version") is None
+        assert f"champion version {first.result['version']}" in skipped.result["reason"] and "force" in skipped.result["reason"]
+    assert len(client.search_model_versions(f"name = '{model}'")) == 1, "a skipped retraining registered a version"
+
+    reason = "ModelshipDataDrift on version 1: bmi=0.41, s5=0.3"
+    forced = sqlite_backend.train("--model-name", model, "--force", spec=spec, env={"MODELSHIP_TRIGGER": "drift", "MODELSHIP_RETRAIN_REASON": reason})
+    assert forced.returncode == 0 and forced.result["outcome"] == "Succeeded", forced.stdout + forced.stderr
+    version = client.get_model_version(model, forced.result["version"])
+    assert version.tags["modelship.io/trigger"] == "drift" and version.tags["modelship.io/retrain-reason"] == reason
+    import mlflow
+
+    mlflow.set_tracking_uri(sqlite_backend.tracking_uri)
+    assert mlflow.artifacts.load_dict(f"runs:/{version.run_id}/retrain-trigger.json") == {"trigger": "drift", "reason": reason}
+    # A person asking (trigger manual) trains whatever the data.
+    manual = sqlite_backend.train("--model-name", model, spec=spec, env={"MODELSHIP_TRIGGER": "manual"})
+    assert manual.returncode == 0 and manual.result["outcome"] == "Succeeded", manual.stdout + manual.stderr

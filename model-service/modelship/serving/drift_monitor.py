@@ -3,7 +3,10 @@
 The request path only appends validated records to a bounded deque (``windowSize``); invalid
 requests never reach it. A daemon thread wakes every ``interval`` and, when the window holds at
 least ``minRows`` rows and has changed since the last evaluation, copies it and compares it with the training reference sample through
-:func:`modelship.monitoring.drift.compute_drift`, then exports the gauges.
+:func:`modelship.monitoring.drift.compute_drift`, then exports the gauges. The evaluator also
+writes the Evidently report of each evaluation as HTML to :attr:`DriftMonitor.report_path`
+(replaced atomically), which ``GET /drift/report`` serves as a file: nothing is rendered on a
+request.
 
 Evidently is slow (seconds for a few thousand rows) and mostly pure Python, so in the same
 process it would hold the GIL and stall requests. By default the evaluation runs in one child
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import deque
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from modelship.monitoring.drift import DriftResult, DriftSettings, compute_drift
+from modelship.monitoring.drift import DriftResult, DriftSettings, drift_report
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +67,21 @@ def _init_child(reference_path: str, categorical: list[str], columns: list[str],
     import evidently.presets  # noqa: F401 - pay the import once, before the first evaluation
 
 
-def _evaluate_in_child(columns: list[str], rows: list[dict[str, Any]], settings: DriftSettings) -> DriftResult:
+def evaluate_and_save(current: Any, reference: Any, settings: DriftSettings, categorical: list[str] | None, report_path: str | None) -> DriftResult:
+    """One evaluation; its HTML report replaces the one at ``report_path`` (readers never see half a file)."""
+    result, snapshot = drift_report(current, reference, settings, categorical)
+    if report_path:
+        partial = f"{report_path}.{os.getpid()}.partial"
+        snapshot.save_html(partial)
+        os.replace(partial, report_path)
+    return result
+
+
+def _evaluate_in_child(columns: list[str], rows: list[dict[str, Any]], settings: DriftSettings, report_path: str | None = None) -> DriftResult:
     import pandas as pd
 
     current = pd.DataFrame.from_records(rows, columns=columns)
-    return compute_drift(current, _reference, settings, _categorical)
+    return evaluate_and_save(current, _reference, settings, _categorical, report_path)
 
 
 def _warm() -> bool:
@@ -127,6 +141,8 @@ class DriftMonitor:
         self._executor_kind = executor
         self._executor: Executor | None = None
         self._reference_path = reference_path
+        #: The latest evaluation's Evidently report (HTML); absent until the first evaluation.
+        self.report_path = os.path.join(tempfile.mkdtemp(prefix="modelship-drift-"), "report.html")
 
     # --- request path -------------------------------------------------------------------
 
@@ -187,9 +203,9 @@ class DriftMonitor:
             import pandas as pd
 
             current = pd.DataFrame.from_records(rows, columns=self.columns)
-            result = executor.submit(compute_drift, current, self._reference, self.settings, self.categorical).result()
+            result = executor.submit(evaluate_and_save, current, self._reference, self.settings, self.categorical, self.report_path).result()
         else:
-            result = executor.submit(_evaluate_in_child, self.columns, rows, self.settings).result()
+            result = executor.submit(_evaluate_in_child, self.columns, rows, self.settings, self.report_path).result()
         seconds = time.perf_counter() - started
         self.last, self.last_seconds = result, seconds
         self._evaluated_at_added = added

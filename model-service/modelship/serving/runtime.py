@@ -269,6 +269,14 @@ class ModelRuntime:
             results.append(result)
         return Reply(200, {"stored": len(new), "duplicates": len(items) - len(new), "results": results}, headers)
 
+    def drift_report_path(self) -> str | None:
+        """The latest drift evaluation's HTML report, when there is one."""
+        import os
+
+        if self.drift is None or not os.path.exists(self.drift.report_path):
+            return None
+        return self.drift.report_path
+
     def describe(self) -> Reply:
         info = self.model.info()
         if self.drift is not None and self.drift.last is not None:

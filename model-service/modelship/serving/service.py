@@ -16,6 +16,7 @@ Settings come from the environment (:class:`modelship.serving.settings.ServingSe
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import bentoml
@@ -160,6 +161,18 @@ async def metrics() -> Response:
 
     body, content_type = await run_in_threadpool(exposition)
     return Response(body, media_type=content_type)
+
+
+@app.get("/drift/report", summary="The latest drift evaluation as Evidently's HTML report (404 before the first one)", response_class=Response)
+async def drift_report() -> Response:
+    from fastapi.responses import FileResponse
+
+    path = _runtime().drift_report_path()
+    if path is None:
+        body = {"error": "no_drift_report", "message": "no drift evaluation yet: drift is off, or the window holds fewer than minRows rows"}
+        return Response(json.dumps(body), status_code=404, media_type="application/json")
+    # A file the evaluator wrote (and replaces atomically): streamed, nothing rendered here.
+    return FileResponse(path, media_type="text/html; charset=utf-8")
 
 
 @app.get("/model", summary="The served model: name, version, variant, feature schema, signature, training metrics")

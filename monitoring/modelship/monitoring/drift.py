@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,16 @@ def compute_drift(
     from the reference dtypes). Features whose score cannot be computed (e.g. all values missing)
     count as not drifted and report NaN.
     """
+    return drift_report(current, reference, settings, categorical)[0]
+
+
+def drift_report(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    settings: DriftSettings,
+    categorical: Sequence[str] | None = None,
+) -> tuple[DriftResult, Any]:
+    """:func:`compute_drift`, and the Evidently snapshot it read the scores from (``save_html``)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -147,4 +158,4 @@ def compute_drift(
         for name in columns
     }
     share = sum(item.drifted for item in features.values()) / len(features)
-    return DriftResult(features=features, drifted_share=share, drift_detected=share >= settings.drift_share, rows=len(current))
+    return DriftResult(features=features, drifted_share=share, drift_detected=share >= settings.drift_share, rows=len(current)), snapshot

@@ -12,6 +12,11 @@ LABEL_MODEL = "model"
 LABEL_VERSION = "version"
 LABEL_VARIANT = "variant"
 LABELS: tuple[str, ...] = (LABEL_MODEL, LABEL_VERSION, LABEL_VARIANT)
+#: The ModelDeployment a scraped series belongs to: the pod label ``modelship.io/deployment``
+#: (modelship.api.names.DEPLOYMENT_LABEL) as the chart's PodMonitor copies it onto every series
+#: (``podTargetLabels``; the Prometheus Operator turns the characters a label name cannot hold
+#: into ``_``). With ``namespace`` it leads an alert back to its resource.
+LABEL_DEPLOYMENT = "modelship_io_deployment"
 
 #: Extra label of :data:`PREDICTIONS_TOTAL`: one of :data:`OUTCOMES`.
 LABEL_OUTCOME = "outcome"
@@ -148,3 +153,8 @@ OPERATOR_TRAFFIC_WEIGHT = "modelship_operator_traffic_weight"
 OPERATOR_ANALYSIS_VERDICT = "modelship_operator_analysis_verdict"
 #: The value each analysis ``check`` measured last.
 OPERATOR_ANALYSIS_VALUE = "modelship_operator_analysis_value"
+#: Counter of alerts received on the Alertmanager webhook, label ``result`` (recorded,
+#: duplicate, unknown_resource, unwatched, unrouted, ignored).
+OPERATOR_ALERTS_TOTAL = "modelship_operator_alerts_total"
+#: Counter of calls of the Alertmanager webhook, label ``code`` (HTTP status).
+OPERATOR_ALERT_WEBHOOK_REQUESTS_TOTAL = "modelship_operator_alert_webhook_requests_total"

@@ -6,9 +6,11 @@ a canary analysis compares) and its live quality from ground-truth feedback (acc
 RMSE and the labelled counts an A/B test compares); alerts cover drift (``ModelshipDataDrift``, the one that triggers a
 retraining when the ModelDeployment asks for it), live quality past the spec's threshold
 (``ModelshipQualityDrop``), a model that does not become ready, errors,
-and a drift evaluator that keeps failing. Every series is kept per ``namespace``, ``model``,
-``version`` and ``variant``: ``namespace`` is the target label Prometheus adds when it scrapes a
-pod, the rest come from the model server.
+and a drift evaluator that keeps failing. Every series is kept per ``namespace``,
+``modelship_io_deployment``, ``model``, ``version`` and ``variant``: ``namespace`` is the target
+label Prometheus adds when it scrapes a pod, ``modelship_io_deployment`` the ModelDeployment's
+name that the chart's PodMonitor copies from the pod (so an alert leads back to its resource,
+which is what the operator's alert webhook acts on), the rest come from the model server.
 
 ``modelship monitoring rules --write`` writes :data:`RULES_OUTPUTS`, which the chart's
 PrometheusRule template includes; a test fails when it differs from this module's output, and
@@ -22,6 +24,7 @@ from typing import Any
 
 from modelship import generated
 from modelship.monitoring import metrics as m
+from modelship.monitoring.dashboards import DASHBOARD_UID
 
 #: Where ``modelship monitoring rules --write`` puts the rule groups, relative to the repository root.
 RULES_OUTPUTS = (Path("charts/modelship/files/prometheus-rules.yaml"),)
@@ -41,10 +44,41 @@ ERROR_RATE_FOR = "5m"
 #: How long live quality must stay past the threshold: a handful of unlucky labels is noise.
 QUALITY_DROP_FOR = "10m"
 
+#: Where each alert's ``runbook_url`` points (a section per alert, anchored by its name).
+RUNBOOK_BASE = "https://github.com/modelship/modelship/blob/main/docs/runbooks.md"
+#: Annotation of ModelshipDataDrift listing ``feature=score`` of each drifted feature, from the
+#: per-feature gauges at the time the alert fires; the operator copies it into DriftDetected.
+DRIFTED_FEATURES_ANNOTATION = "drifted_features"
+#: Annotation with the Grafana path of the model serving dashboard, set to the alert's resource
+#: (relative: prefix it with your Grafana URL, e.g. in a notification template).
+DASHBOARD_ANNOTATION = "dashboard"
+
 #: The labels every rule keeps.
-SERIES = ("namespace", *m.LABELS)
+SERIES = ("namespace", m.LABEL_DEPLOYMENT, *m.LABELS)
 _BY = ", ".join(SERIES)
-_WHO = "{{ $labels.namespace }}/{{ $labels.model }} version {{ $labels.version }} ({{ $labels.variant }})"
+_WHO = f"{{{{ $labels.namespace }}}}/{{{{ $labels.{m.LABEL_DEPLOYMENT} }}}} (model {{{{ $labels.model }}}} version {{{{ $labels.version }}}}, {{{{ $labels.variant }}}})"
+_DASHBOARD = f"/d/{DASHBOARD_UID}?var-namespace={{{{ $labels.namespace }}}}&var-model={{{{ $labels.model }}}}"
+
+
+def _drifted_features_template() -> str:
+    """Prometheus template: ``feature=score`` of every drifted feature of the alert's version,
+    highest score per feature over the version's replicas, sorted by feature name."""
+    match = ", ".join(f"{label}='%s'" for label in SERIES)
+    selector = "{" + match + "}"
+    expr = (
+        f"max by (feature) ({m.FEATURE_DRIFT_SCORE}{selector} "
+        f"and on (pod, feature) ({m.FEATURE_DRIFTED}{selector} == 1))"
+    )
+    args = " ".join(f"$labels.{label}" for label in SERIES)
+    return (
+        f'{{{{ with printf "{expr}" {args} {args} | query | sortByLabel "feature" }}}}'
+        '{{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.feature }}={{ printf "%.3g" $s.Value }}{{ end }}'
+        "{{ end }}"
+    )
+
+
+def _links(alert: str) -> dict[str, str]:
+    return {"runbook_url": f"{RUNBOOK_BASE}#{alert.lower()}", DASHBOARD_ANNOTATION: _DASHBOARD}
 
 
 def recording_rules() -> list[dict[str, Any]]:
@@ -92,19 +126,21 @@ def _quality_drop_expr() -> str:
     return f"({crossed}) and {on} ({enough})"
 
 
-def alerting_rules() -> list[dict[str, Any]]:
+def alerting_rules(drift_for: str = DRIFT_FOR) -> list[dict[str, Any]]:
     return [
         {
             "alert": DRIFT_ALERT,
             "expr": f"max by ({_BY}) ({m.DATA_DRIFT_DETECTED}) == 1",
-            "for": DRIFT_FOR,
+            "for": drift_for,
             "labels": {"severity": "warning", "component": "model"},
             "annotations": {
                 "summary": f"Input drift on {_WHO}",
                 "description": (
-                    f"The share of drifted features has reached the ModelDeployment's driftShare for {DRIFT_FOR} "
-                    f"({m.FEATURE_DRIFTED} says which). With monitoring.retrainOnDrift the operator retrains on this alert."
+                    f"The share of drifted features has reached the ModelDeployment's driftShare for {drift_for}. "
+                    "With monitoring.retrainOnDrift the operator retrains on this alert."
                 ),
+                DRIFTED_FEATURES_ANNOTATION: _drifted_features_template(),
+                **_links(DRIFT_ALERT),
             },
         },
         {
@@ -115,6 +151,7 @@ def alerting_rules() -> list[dict[str, Any]]:
             "annotations": {
                 "summary": f"{_WHO} has not loaded its model for {NOT_READY_FOR}",
                 "description": "The model server answers 503: its log says why loading failed (often MLflow unreachable or the version missing).",
+                **_links(NOT_READY_ALERT),
             },
         },
         {
@@ -125,6 +162,7 @@ def alerting_rules() -> list[dict[str, Any]]:
             "annotations": {
                 "summary": f"{_WHO} fails {{{{ $value | humanizePercentage }}}} of its requests",
                 "description": f"More than {ERROR_RATIO_THRESHOLD:.0%} of prediction requests end in a server error (invalid input does not count).",
+                **_links(ERROR_RATE_ALERT),
             },
         },
         {
@@ -139,6 +177,7 @@ def alerting_rules() -> list[dict[str, Any]]:
                     f"spec.monitoring.feedback.qualityThreshold for {QUALITY_DROP_FOR} ({m.RECORD_LABELLED_COUNT} counts the labels behind it). "
                     "The model got worse on today's data even if the inputs look alike."
                 ),
+                **_links(QUALITY_DROP_ALERT),
             },
         },
         {
@@ -151,18 +190,22 @@ def alerting_rules() -> list[dict[str, Any]]:
             "annotations": {
                 "summary": f"Drift evaluation keeps failing on {_WHO}",
                 "description": "No drift evaluation succeeded in 15 minutes, so drift would go unnoticed: see the model server's log.",
+                **_links(DRIFT_EVALUATION_FAILING_ALERT),
             },
         },
     ]
 
 
-def rule_groups() -> dict[str, Any]:
-    """The ``groups`` document: a Prometheus rule file, and the ``spec`` of a PrometheusRule."""
+def rule_groups(drift_for: str = DRIFT_FOR, records_interval: str = "30s") -> dict[str, Any]:
+    """The ``groups`` document: a Prometheus rule file, and the ``spec`` of a PrometheusRule.
+
+    The parameters exist for tests that cannot wait minutes (a short ``for``); the chart gets
+    the defaults."""
     return {
         "groups": [
-            {"name": "modelship.serving.records", "interval": "30s", "rules": recording_rules()},
-            {"name": "modelship.quality.records", "interval": "30s", "rules": quality_recording_rules()},
-            {"name": "modelship.serving.alerts", "rules": alerting_rules()},
+            {"name": "modelship.serving.records", "interval": records_interval, "rules": recording_rules()},
+            {"name": "modelship.quality.records", "interval": records_interval, "rules": quality_recording_rules()},
+            {"name": "modelship.serving.alerts", "rules": alerting_rules(drift_for)},
         ]
     }
 

@@ -32,6 +32,8 @@ ABORT_ANNOTATION = PREFIX + "abort"
 ROLLBACK_ANNOTATION = PREFIX + "rollback"
 #: End an A/B test by making a variant's version champion (value: ``<variant>:<version>``).
 PROMOTE_ANNOTATION = PREFIX + "promote"
+#: On a ModelDeployment: a new value asks for a retraining now (``modelship retrain NAME``).
+RETRAIN_ANNOTATION = PREFIX + "retrain"
 
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
@@ -45,6 +47,10 @@ ENV_NAMESPACE = "MODELSHIP_NAMESPACE"
 ENV_GENERATION = "MODELSHIP_GENERATION"
 ENV_JOB_NAME = "MODELSHIP_JOB_NAME"
 ENV_TRIGGER = "MODELSHIP_TRIGGER"
+#: Why a retraining runs (the drift alert's summary), logged to its MLflow run.
+ENV_RETRAIN_REASON = "MODELSHIP_RETRAIN_REASON"
+#: "true": train even on the very data bytes the champion was trained on.
+ENV_FORCE = "MODELSHIP_FORCE"
 ENV_RESULT_PATH = "MODELSHIP_RESULT_PATH"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 

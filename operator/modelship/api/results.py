@@ -43,6 +43,8 @@ class TrainingOutcome(str, Enum):
     gate_failed = "GateFailed"
     invalid_input = "InvalidInput"
     error = "Error"
+    #: A retraining found the very data bytes the champion was trained on and did not train.
+    unchanged = "Unchanged"
 
 
 class TrainingResult(ApiModel):

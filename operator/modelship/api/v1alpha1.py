@@ -240,7 +240,7 @@ class TrainingSpec(ApiModel):
     search: SearchSpec | None = Field(None, description="Hyperparameter search; hyperparameters are the fixed base.")
     quality_gate: QualityGate | None = Field(None, description="Gate a new version must pass before it is served.")
     resources: ResourceRequirements | None = Field(None, description="Resources of the training container.")
-    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$", description="Cron schedule for periodic retraining.")
+    schedule: str | None = Field(None, pattern=r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$", description="Cron schedule (UTC) for periodic retraining, e.g. '0 3 * * 1'; each slot retrains at most once.")
     timeout: Duration = Field("1h", description="Deadline of the training Job (activeDeadlineSeconds).")
     image: str | None = Field(None, description="Training image override.")
 
@@ -262,6 +262,18 @@ class TrainingSpec(ApiModel):
         if estimator is None or estimator in BUILTIN_ESTIMATORS or re.match(CUSTOM_ESTIMATOR_PATTERN, estimator):
             return estimator
         raise ValueError(f"unknown estimator {estimator!r}; one of {', '.join(BUILTIN_ESTIMATORS)} or module:Class")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, schedule: str | None) -> str | None:
+        if schedule is not None:
+            from modelship.api import cron
+
+            try:
+                cron.parse(schedule)
+            except cron.CronError as error:
+                raise ValueError(str(error)) from None
+        return schedule
 
     @model_validator(mode="after")
     def _estimator_matches_framework(self) -> TrainingSpec:
@@ -787,7 +799,57 @@ class TrainingRecord(ApiModel):
     gate: GateVerdict | None = Field(None, description="Quality gate verdict.")
     started_at: str | None = Field(None, description="Start time (RFC 3339).")
     finished_at: str | None = Field(None, description="End time (RFC 3339).")
-    trigger: str | None = Field(None, description="spec, schedule or drift.")
+    trigger: str | None = Field(None, description="spec, schedule, drift or manual.")
+
+
+# --- the drift loop: what alerts said and which retrainings they asked for ---------------
+
+#: At most this many alert keys (fingerprint@startsAt) are remembered to drop re-sent alerts.
+HANDLED_ALERTS_LIMIT = 20
+
+
+class DriftStatus(ApiModel):
+    """Input drift as the latest ModelshipDataDrift alert reported it."""
+
+    active: bool = Field(..., description="The drift alert fires.")
+    features: str = Field("", description="Drifted features with their scores (feature=score, ...), from the alert.")
+    since: str | None = Field(None, description="When the alert started firing (RFC 3339).")
+    version: str | None = Field(None, description="Model version whose inputs drifted.")
+    resolved_at: str | None = Field(None, description="When the alert resolved (RFC 3339).")
+
+
+class RetrainRequest(ApiModel):
+    """A retraining asked for and not started yet (kept across operator restarts)."""
+
+    trigger: str = Field(..., description="drift, schedule or manual.")
+    reason: str = Field("", description="Why, in one line.")
+    fingerprint: str | None = Field(None, description="Alertmanager fingerprint of the drift alert.")
+    starts_at: str | None = Field(None, description="Start of the drift alert, or the schedule slot (RFC 3339).")
+    requested_at: str = Field(..., description="When the request was recorded (RFC 3339).")
+    force: bool = Field(False, description="Retrain even on the very data bytes the champion was trained on.")
+
+
+class RetrainDecision(ApiModel):
+    """The latest decision about a retrain request."""
+
+    trigger: str = Field(..., description="drift, schedule or manual.")
+    outcome: str = Field(..., description="Started, Skipped or Deferred.")
+    reason: str = Field(..., description="CamelCase reason.")
+    message: str = Field("", description="Why, for people.")
+    at: str = Field(..., description="When (RFC 3339).")
+
+
+class RetrainStatus(ApiModel):
+    """Retraining on drift, on a schedule and on demand: the operator's memory across restarts."""
+
+    pending: RetrainRequest | None = Field(None, description="The one request waiting for a training or rollout in flight, or for a free slot.")
+    attempts: int = Field(0, ge=0, description="Retraining Jobs started so far (numbers their names).")
+    last_drift_retrain_at: str | None = Field(None, description="Start of the latest drift-triggered training; the cooldown counts from it.")
+    handled_alerts: list[str] = Field(default_factory=list, max_length=HANDLED_ALERTS_LIMIT, description="fingerprint@startsAt of the latest drift alerts taken, to drop re-sent ones.")
+    last_decision: RetrainDecision | None = Field(None, description="The latest decision and why.")
+    next_scheduled_at: str | None = Field(None, description="Next run of spec.training.schedule (RFC 3339).")
+    last_schedule_slot: str | None = Field(None, description="The latest schedule slot acted on; each slot retrains at most once.")
+    last_manual_request: str | None = Field(None, description="Value of the modelship.io/retrain annotation last acted on.")
 
 
 class Phase(str, Enum):
@@ -883,6 +945,10 @@ class ModelDeploymentStatus(ApiModel):
     last_training: TrainingRecord | None = Field(None, description="Most recent training.")
     endpoint: str | None = Field(None, description="URL of the inference endpoint.")
     rollout: RolloutStatus | None = Field(None, description="Progress of the current (or last) rollout.")
+
+    # The drift loop (alerts, schedule, manual retrains): modelship.operator.retrain.
+    drift: DriftStatus | None = Field(None, description="Input drift as the latest drift alert reported it.")
+    retrain: RetrainStatus | None = Field(None, description="Retrain requests and decisions (drift, schedule, manual).")
 
 
 def unwrap_spec(document: Any) -> Any:

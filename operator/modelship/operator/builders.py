@@ -46,8 +46,14 @@ def training_hash(resource: ModelDeployment) -> str:
 
 
 def training_job_name(name: str, spec_hash: str, attempt: int = 0) -> str:
-    """Deterministic, so a repeated reconcile finds the Job instead of making a second one."""
-    return f"{name}-train-{spec_hash}" + (f"-{attempt}" if attempt else "")
+    """Deterministic, so a repeated reconcile finds the Job instead of making a second one.
+
+    A retraining (``attempt`` > 0) trades hash characters for its number: Job names must fit
+    a 63-character label value, and ModelDeployment names take up to 45 of them."""
+    if not attempt:
+        return f"{name}-train-{spec_hash}"
+    suffix = f"-{attempt}"
+    return f"{name}-train-{spec_hash[: max(len(spec_hash) - len(suffix), 4)]}{suffix}"
 
 
 def serving_name(name: str, version: str) -> str:
@@ -146,8 +152,11 @@ def _pod_spec_common(config: OperatorConfig, volumes: list[dict[str, Any]] | Non
     return spec
 
 
-def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: str, trigger: str = "spec", attempt: int = 0) -> dict[str, Any]:
-    """The Job that runs ``modelship train`` for this spec."""
+def training_job(
+    resource: ModelDeployment, config: OperatorConfig, spec_hash: str, trigger: str = "spec", attempt: int = 0, reason: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """The Job that runs ``modelship train`` for this spec; a retraining also carries its
+    ``reason`` (logged to its MLflow run) and whether to ``force`` it on unchanged data."""
     name = training_job_name(resource.metadata.name, spec_hash, attempt)
     labels = {**common_labels(resource, "training"), SPEC_HASH_LABEL: spec_hash}
     training = resource.spec.training
@@ -159,6 +168,10 @@ def training_job(resource: ModelDeployment, config: OperatorConfig, spec_hash: s
         {"name": names.ENV_TRIGGER, "value": trigger},
         {"name": names.ENV_RESULT_PATH, "value": "/dev/termination-log"},
     ]
+    if reason:
+        env.append({"name": names.ENV_RETRAIN_REASON, "value": reason[:2000]})
+    if force:
+        env.append({"name": names.ENV_FORCE, "value": "true"})
     container = _container(
         TRAINING_CONTAINER,
         training.image or config.training_image,

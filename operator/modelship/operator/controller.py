@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import time
 from typing import Any
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors, parse_duration
 from modelship.api.names import TRIGGER_ANNOTATION
-from modelship.operator import failpoints, metrics, registry, rollout
+from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
@@ -60,6 +62,35 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return None
 
 
+class AppliedCache:
+    """What this process applied lately: an identical object applied again within ``ttl``
+    seconds is skipped. During a rollout every analysis reconciles the resource, and five
+    server-side applies that change nothing were most of that reconcile's cost; after ``ttl``
+    the object is applied again, so a hand edit or deletion is undone within that time."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    @staticmethod
+    def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+        return obj["metadata"].get("namespace") or "", obj["kind"], obj["metadata"]["name"]
+
+    @staticmethod
+    def _digest(obj: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+    def needed(self, obj: dict[str, Any]) -> bool:
+        entry = self.entries.get(self._key(obj))
+        return entry is None or entry[0] != self._digest(obj) or time.monotonic() - entry[1] > self.ttl
+
+    def remember(self, obj: dict[str, Any]) -> None:
+        self.entries[self._key(obj)] = (self._digest(obj), time.monotonic())
+
+    def forget(self, namespace: str, kind: str, name: str) -> None:
+        self.entries.pop((namespace, kind, name), None)
+
+
 class Controller:
     def __init__(self, kube: Kube, config: OperatorConfig, namespaces: list[str] | None = None) -> None:
         self.kube = kube
@@ -76,12 +107,22 @@ class Controller:
         #: One pending "look again" timer per key: the latest plan's requeue_after.
         self.timers: dict[Key, asyncio.TimerHandle] = {}
         self.prometheus = PrometheusClient(config.prometheus_url, config.prometheus_timeout)
+        #: Resources whose latest training is a retraining still running (the concurrency limit).
+        self.retraining: set[Key] = set()
+        #: When each key's earliest delayed reconcile is due (event loop time).
+        self.wakeups: dict[Key, float] = {}
+        self.applied = AppliedCache(config.apply_cache_seconds)
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
         key = (namespace, name)
         if delay > 0:
-            asyncio.get_running_loop().call_later(delay, self.enqueue, namespace, name)
+            loop = asyncio.get_running_loop()
+            due = loop.time() + delay
+            # One timer per key is enough: a later wake-up is covered by the earlier one's reconcile.
+            if self.wakeups.get(key, float("inf")) > due or self.wakeups.get(key, 0) < loop.time():
+                self.wakeups[key] = due
+                loop.call_later(delay, self._wake, namespace, name, due)
             return
         if key in self.active:
             self.dirty.add(key)
@@ -89,6 +130,11 @@ class Controller:
             self.queued.add(key)
             self.queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self.queued))
+
+    def _wake(self, namespace: str, name: str, due: float) -> None:
+        if self.wakeups.get((namespace, name)) == due:
+            del self.wakeups[(namespace, name)]
+        self.enqueue(namespace, name)
 
     def look_again(self, namespace: str, name: str, delay: float) -> None:
         """Reconcile the key after ``delay`` seconds; replaces the key's previous timer."""
@@ -104,6 +150,7 @@ class Controller:
         self.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
 
     async def start(self) -> None:
+        await self._count_retraining()
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self.started = True
@@ -199,14 +246,18 @@ class Controller:
         variant_samples = None
         if rollout.ab_analysis_due(resource.spec.rollout, state, now):
             variant_samples = await self._measure_variants(resource, status, now)
+        observed.retrains_elsewhere = len(self.retraining - {(namespace, name)})
         decision = plan(resource, status, observed, self.config, now, sample, variant_samples)
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
         for obj in decision.apply:
-            await run(self.kube.apply, obj)
+            if self.applied.needed(obj):
+                await run(self.kube.apply, obj)
+                self.applied.remember(obj)
         for api_version, kind, object_name in decision.delete:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
+            self.applied.forget(namespace, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
@@ -214,7 +265,9 @@ class Controller:
         metrics.record_rollout(resource.registered_model_name, decision.status)
         patch = status_patch(status, decision.status)
         if patch:
-            await run(self.kube.patch_status, namespace, name, patch)
+            # Only over the status this plan was made from: the alert webhook writes retrain
+            # requests meanwhile, and a blind merge could drop one (a conflict retries).
+            await run(self.kube.patch_status, namespace, name, patch, body["metadata"].get("resourceVersion"))
         if decision.training_outcome:
             metrics.TRAININGS_FINISHED.labels(decision.training_outcome).inc()
             last_training = decision.status.get("lastTraining", {})
@@ -224,6 +277,7 @@ class Controller:
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
+        self._track_retraining((namespace, name), decision.status.get("lastTraining") or {})
         if decision.requeue_after is not None:
             self.look_again(namespace, name, decision.requeue_after)
 
@@ -234,6 +288,24 @@ class Controller:
         window = dt.timedelta(seconds=max(2 * parse_duration(resource.spec.rollout.analysis.interval), 30))
         samples = await asyncio.gather(*(self.prometheus.measure(resource, version, now - window, now) for version in sorted(versions)))
         return dict(zip(sorted(versions), samples))
+
+    def _track_retraining(self, key: Key, last_training: dict[str, Any]) -> None:
+        if retrain.retraining(last_training):
+            self.retraining.add(key)
+        else:
+            self.retraining.discard(key)
+
+    async def _count_retraining(self) -> None:
+        """The retrainings already running (from status), so the limit holds across a restart
+        before every resource has been reconciled once."""
+        for namespace in self.namespaces or [None]:
+            try:
+                bodies = await run(self.kube.list_model_deployments, namespace)
+            except Exception as error:  # reconciles fill the set in anyway
+                log.warning("could not count running retrainings in %s: %s", namespace or "all namespaces", error)
+                continue
+            for body in bodies:
+                self._track_retraining((body["metadata"]["namespace"], body["metadata"]["name"]), (body.get("status") or {}).get("lastTraining") or {})
 
     async def _registry(self, func, *args):
         try:

@@ -10,6 +10,7 @@ import kopf
 
 from modelship.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelship.operator import http
+from modelship.operator.alerts import AlertReceiver
 from modelship.api.names import DEPLOYMENT_LABEL, MANAGED_BY_LABEL
 from modelship.operator.config import OperatorConfig
 from modelship.operator.controller import Controller
@@ -29,6 +30,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.posting.level = logging.WARNING
     # One line per watch event ("Handler ... succeeded") drowns the decisions worth reading.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: every analysis query and MLflow call would be a line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     config = OperatorConfig.from_env()
@@ -37,7 +40,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     controller = Controller(Kube(), config, namespaces=watched)
     await controller.start()
     memo.controller = controller
-    web = http.server(http.build_app(controller.alive), host=os.environ.get("MODELSHIP_HTTP_HOST", "0.0.0.0"), port=config.http_port)
+    receiver = AlertReceiver(controller.kube, controller.enqueue, namespaces=watched)
+    app = http.build_app(controller.alive, receiver, config.alert_token_file, config.alert_max_body_bytes)
+    web = http.server(app, host=os.environ.get("MODELSHIP_HTTP_HOST", "0.0.0.0"), port=config.http_port)
     memo.web = web
     memo.web_task = asyncio.create_task(web.serve(), name="http")
 

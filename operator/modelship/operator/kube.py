@@ -106,12 +106,16 @@ class Kube:
             if error.status != 404:
                 raise
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> None:
+        """A merge patch of the status; with ``resource_version``, only if nothing changed since (else 409)."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.api_client.call_api(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
             "PATCH",
             header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-            body={"status": patch},
+            body=body,
             auth_settings=["BearerToken"],
             response_type="object",
             _return_http_data_only=True,
@@ -156,3 +160,24 @@ async def run(func, *args, **kwargs):
         if transient(error):
             raise kopf.TemporaryError(f"Kubernetes API: {error.status} {error.reason}", delay=5) from error
         raise
+
+
+def request_retrain(name: str, namespace: str | None) -> tuple[str, str]:
+    """Set the retrain annotation (``modelship retrain``); the value is the time asked."""
+    from modelship.api.names import RETRAIN_ANNOTATION
+
+    load_kube_config()
+    if namespace is None:
+        try:
+            namespace = kube_config.list_kube_config_contexts()[1]["context"].get("namespace") or "default"
+        except (kube_config.ConfigException, KeyError, TypeError):
+            namespace = "default"
+    value = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    patch = {"metadata": {"annotations": {RETRAIN_ANNOTATION: value}}}
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+    except ApiException as error:
+        if error.status == 404:
+            raise LookupError(f"no ModelDeployment {name} in namespace {namespace}") from None
+        raise
+    return value, namespace

@@ -17,6 +17,8 @@ TRAININGS_FINISHED = Counter(names.OPERATOR_TRAININGS_FINISHED_TOTAL, "Training 
 TRAINING_SECONDS = Histogram(names.OPERATOR_TRAINING_SECONDS, "From Job creation to its recorded result.", buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200))
 PROMOTIONS = Counter(names.OPERATOR_PROMOTIONS_TOTAL, "Versions made champion.")
 QUEUE_DEPTH = Gauge(names.OPERATOR_QUEUE_DEPTH, "ModelDeployments waiting for a reconcile.")
+ALERTS = Counter(names.OPERATOR_ALERTS_TOTAL, "Alerts received on the Alertmanager webhook, by what became of them.", ["result"])
+ALERT_WEBHOOK_REQUESTS = Counter(names.OPERATOR_ALERT_WEBHOOK_REQUESTS_TOTAL, "Calls of the Alertmanager webhook, by HTTP status.", ["code"])
 
 ROLLOUT_PHASE = Gauge(names.OPERATOR_ROLLOUT_PHASE, "1 for the rollout's current phase.", ["model", "phase"])
 ROLLOUT_STEP = Gauge(names.OPERATOR_ROLLOUT_STEP, "Current canary step, from 1 (0: none in flight).", ["model"])

@@ -36,6 +36,8 @@ class ServingState:
 class Observed:
     jobs: dict[str, JobState] = field(default_factory=dict)
     serving: dict[str, ServingState] = field(default_factory=dict)
+    #: Retraining Jobs the operator runs for other ModelDeployments (its concurrency limit).
+    retrains_elsewhere: int = 0
 
 
 def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:

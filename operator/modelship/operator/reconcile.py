@@ -17,8 +17,8 @@ from typing import Any
 from modelship.api import names
 from modelship.api.results import TrainingOutcome
 from modelship.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus, Phase, RolloutPhase, RolloutStatus
-from modelship.operator import builders, rollout
-from modelship.operator.conditions import DEGRADED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
+from modelship.operator import builders, retrain, rollout
+from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
 from modelship.operator.traffic import TrafficSplit, provider_for
@@ -50,8 +50,13 @@ class Plan:
     promote_version: str | None = None
     #: Reason of the training outcome this plan records (a finished Job seen for the first time).
     training_outcome: str | None = None
-    #: Seconds until the resource should be looked at again (a pause's end, the next analysis).
+    #: Seconds until the resource should be looked at again (a pause's end, the next analysis,
+    #: a schedule slot, a deferred retrain): the earliest of them.
     requeue_after: float | None = None
+
+    def look_again_in(self, seconds: float | None) -> None:
+        if seconds is not None and (self.requeue_after is None or seconds < self.requeue_after):
+            self.requeue_after = seconds
 
 
 class Conditions:
@@ -97,6 +102,9 @@ def _record_outcome(last: dict[str, Any], job: JobState, now: str) -> tuple[bool
         last["gate"] = {"passed": False, "reason": result.reason}
         message = f"version {result.version or '?'} failed the quality gate: {result.reason}"
         return False, "QualityGateFailed", message, Event("Warning", "QualityGateFailed", message)
+    if result is not None and result.outcome == TrainingOutcome.unchanged:
+        message = f"retraining job {job.name} did not train: {result.reason}"
+        return True, "DataUnchanged", message, Event("Normal", "RetrainSkipped", message)
     if result is not None and result.outcome == TrainingOutcome.invalid_input:
         message = f"training job {job.name} rejected its input: {result.reason}"
         return False, "InvalidInput", message, Event("Warning", "InvalidInput", message)
@@ -156,7 +164,7 @@ def plan_training(
         if job_state is None:
             # The Job is gone before it reported (deleted by hand, or cleaned up while the
             # operator was away): run it again rather than wait forever.
-            result.create.append(builders.training_job(resource, config, spec_hash))
+            result.create.append(retrain.rebuild_job(resource, config, spec_hash, last, status))
             training_running = True
         elif not job_state.finished:
             training_running = True
@@ -165,6 +173,19 @@ def plan_training(
             result.training_outcome = reason
             conditions.set(TRAINED, trained, reason, message)
             result.events.append(event)
+    # --- retraining on drift, schedule or request (modelship.operator.retrain) -------------
+    retraining = retrain.decide(retrain.context(resource, status, last, training_running, observed.retrains_elsewhere, config), status, now)
+    if retraining.start:
+        request = retraining.start
+        job = builders.training_job(resource, config, spec_hash, request["trigger"], retraining.attempt, request.get("reason"), bool(request.get("force")))
+        result.create.append(job)
+        last = {"job": job["metadata"]["name"], "specHash": spec_hash, "generation": generation, "startedAt": stamp, "trigger": request["trigger"]}
+        training_running = True
+    result.events += [Event(n.type, n.reason, n.message) for n in retraining.notices]
+    result.look_again_in(retraining.requeue_after)
+    status["retrain"] = retraining.retrain or None
+    conditions.set(DRIFT_DETECTED, *retraining.drift_condition)
+
     # Jobs of an older spec that still run are wasted work.
     for job_state in observed.jobs.values():
         if job_state.name != last.get("job") and not job_state.finished:
@@ -251,7 +272,7 @@ def plan_rollout(
             if resource.spec.serving.autoscaling:
                 result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", deployment_name))
     result.promote_version = decision.promote
-    result.requeue_after = decision.requeue_after
+    result.look_again_in(decision.requeue_after)
     result.events += [Event(n.type, n.reason, n.message) for n in decision.notices]
     if decision.promoted:
         conditions.set(PROMOTED, *decision.promoted)

@@ -15,12 +15,14 @@ import pytest
 from modelship.generated import GeneratedFile
 from modelship.monitoring import metrics
 from modelship.monitoring.dashboards import DASHBOARD_FILE, panel_queries, quality_panel_queries, rollout_queries, stat_queries
+from modelship.monitoring.alertmanager import CHART_FILE as ALERTMANAGER_FILE
+from modelship.monitoring.dashboards import DASHBOARD_FILE, panel_queries, stat_queries
 from modelship.monitoring.rules import RULES_FILE, RULES_OUTPUTS, rule_groups
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("generated", [RULES_FILE, DASHBOARD_FILE], ids=["rules", "dashboards"])
+@pytest.mark.parametrize("generated", [RULES_FILE, DASHBOARD_FILE, ALERTMANAGER_FILE], ids=["rules", "dashboards", "alertmanager"])
 def test_committed_files_match_the_generator(generated: GeneratedFile) -> None:
     assert generated.stale(REPO) == [], f"run `{generated.command} --write` and commit the result"
 

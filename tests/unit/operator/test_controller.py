@@ -122,3 +122,38 @@ def test_look_again_keeps_one_timer_per_key_the_latest():
 
     controller, left = asyncio.run(scenario())
     assert controller.calls == 1 and left == {}
+def test_running_retrainings_are_counted_at_start_from_status():
+    class Statuses(ListingKube):
+        def list_model_deployments(self, namespace):
+            running = {"trigger": "drift", "job": "a-train-1"}
+            return [
+                {"metadata": {"namespace": "ns", "name": "retraining"}, "status": {"lastTraining": running}},
+                {"metadata": {"namespace": "ns", "name": "done"}, "status": {"lastTraining": {**running, "finishedAt": "t"}}},
+                {"metadata": {"namespace": "ns", "name": "spec"}, "status": {"lastTraining": {"trigger": "spec", "job": "s"}}},
+                {"metadata": {"namespace": "ns", "name": "new"}},
+            ]
+
+    async def scenario():
+        controller = Controller(Statuses(), OperatorConfig(workers=1, resync_interval=3600))
+        await controller.start()
+        await controller.stop()
+        return controller
+
+    assert asyncio.run(scenario()).retraining == {("ns", "retraining")}
+
+
+def test_applied_cache_skips_only_identical_recent_applies():
+    from modelship.operator.controller import AppliedCache
+
+    cache = AppliedCache(ttl=60)
+    route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
+    assert cache.needed(route)
+    cache.remember(route)
+    assert not cache.needed(route)
+    changed = {**route, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}]}]}}
+    assert cache.needed(changed)
+    cache.forget("ns", "HTTPRoute", "r")
+    assert cache.needed(route)
+    stale = AppliedCache(ttl=0)
+    stale.remember(route)
+    assert stale.needed(route)  # past its time: applied again, undoing any hand edit

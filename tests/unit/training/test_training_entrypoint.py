@@ -126,9 +126,9 @@ def test_cli_module_stays_light():
 def test_unknown_trigger_is_invalid_input(tmp_path: Path, capsys):
     from modelship.training.entrypoint import main
 
-    code = main(file=None, spec_json=json.dumps(SPEC), tracking_uri="sqlite:///unused.db", model_name="m", trigger="manual", result_path=str(tmp_path / "r.json"))
+    code = main(file=None, spec_json=json.dumps(SPEC), tracking_uri="sqlite:///unused.db", model_name="m", trigger="cron", result_path=str(tmp_path / "r.json"))
     assert code == 2
-    assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'manual' is not one of spec, schedule, drift"
+    assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'cron' is not one of spec, schedule, drift, manual"
     assert capsys.readouterr().out.strip().splitlines()[-1] == (tmp_path / "r.json").read_text()
 
 

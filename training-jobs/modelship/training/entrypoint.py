@@ -27,13 +27,16 @@ from modelship.training.errors import InvalidInput
 
 DEFAULT_RESULT_PATH = "/dev/termination-log"
 #: Why a training runs (lineage tag ``modelship.io/trigger``).
-TRIGGERS = ("spec", "schedule", "drift")
+TRIGGERS = ("spec", "schedule", "drift", "manual")
+#: Triggers that skip training when the data bytes equal the champion's (unless forced).
+UNCHANGED_DATA_SKIPS = ("schedule", "drift")
 CONTRACT_METRICS = set(REGRESSION_METRICS + CLASSIFICATION_METRICS)
 _EXIT = {
     TrainingOutcome.succeeded.value: ExitCode.ok,
     TrainingOutcome.invalid_input.value: ExitCode.invalid_input,
     TrainingOutcome.gate_failed.value: ExitCode.gate_failed,
     TrainingOutcome.error.value: ExitCode.error,
+    TrainingOutcome.unchanged.value: ExitCode.ok,
 }
 
 
@@ -50,6 +53,10 @@ class Settings:
     generation: str | None = None
     job: str | None = None
     trigger: str | None = None
+    #: Why a retraining runs (the drift alert's summary); logged to the run.
+    retrain_reason: str | None = None
+    #: Train even when the data bytes equal the champion's.
+    force: bool = False
     max_dataset_bytes: int = 512 * 1024 * 1024
     secrets: list[str] = field(default_factory=list)
 
@@ -212,6 +219,13 @@ def run(spec: ModelDeploymentSpec, settings: Settings, echo: Callable[[str], Non
     loaded = datasets.load_dataset(dataset.uri, str(dataset.format), settings.max_dataset_bytes)
     echo(f"load: {len(loaded.frame)} rows × {loaded.frame.shape[1]} columns, {loaded.sha256[:19]}… in {time.monotonic() - stage:.1f}s")
 
+    if settings.trigger in UNCHANGED_DATA_SKIPS and not settings.force:
+        champion_version, champion_hash = registry.champion_dataset_hash(client, settings.model_name)
+        if champion_hash and champion_hash == loaded.sha256:
+            reason = f"the data bytes ({loaded.sha256[:19]}…) are those champion version {champion_version} was trained on; a {settings.trigger} retraining would learn nothing new (force it with modelship retrain)"
+            echo(f"skip: {reason}")
+            return TrainingResult(outcome=TrainingOutcome.unchanged, reason=reason, model_name=settings.model_name, dataset_hash=loaded.sha256)
+
     data = validation.validate(loaded.frame, dataset, task)
     report = data.report
     for issue in report["issues"]:
@@ -266,7 +280,7 @@ def run(spec: ModelDeploymentSpec, settings: Settings, echo: Callable[[str], Non
         cv_results=cv_rows,
         extra_metrics=extra_metrics,
     )
-    lineage = registry.Lineage(settings.deployment, settings.namespace, settings.generation, settings.job, settings.trigger, loaded.uri, loaded.sha256)
+    lineage = registry.Lineage(settings.deployment, settings.namespace, settings.generation, settings.job, settings.trigger, loaded.uri, loaded.sha256, settings.retrain_reason)
     stage = time.monotonic()
     experiment_id = registry.ensure_experiment(client, settings.model_name, settings.artifact_location)
     recorded = registry.record(client, settings.model_name, experiment_id, settings.job, content, lineage, verdict.passed, resolved.lean)
@@ -338,6 +352,8 @@ def main(
     generation: str | None = None,
     job: str | None = None,
     trigger: str | None = None,
+    retrain_reason: str | None = None,
+    force: bool = False,
     result_path: str = DEFAULT_RESULT_PATH,
     artifact_location: str | None = None,
     max_dataset_mb: int = 512,
@@ -368,6 +384,8 @@ def main(
             generation=generation,
             job=job,
             trigger=trigger,
+            retrain_reason=retrain_reason,
+            force=force,
             max_dataset_bytes=max_dataset_mb * 1024 * 1024,
             secrets=secrets,
         )

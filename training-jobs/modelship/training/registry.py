@@ -28,6 +28,8 @@ from modelship.api.results import (
 )
 
 CONFUSION_ARTIFACT = "evaluation/confusion_matrix.json"
+#: Why a retraining ran (trigger and the drift summary), in retraining runs only.
+RETRAIN_TRIGGER_ARTIFACT = "retrain-trigger.json"
 CV_RESULTS_ARTIFACT = "search/cv_results.json"
 #: Most rows kept in the reference sample that drift detection compares live inputs against.
 REFERENCE_MAX_ROWS = 5000
@@ -45,6 +47,8 @@ class Lineage:
     trigger: str | None = None
     dataset_uri: str | None = None
     dataset_hash: str | None = None
+    #: Why a retraining ran (the drift summary that triggered it).
+    retrain_reason: str | None = None
 
     def tags(self, gate_passed: bool | None = None) -> dict[str, str]:
         values = {
@@ -55,6 +59,7 @@ class Lineage:
             "trigger": self.trigger,
             "dataset-uri": self.dataset_uri,
             "dataset-hash": self.dataset_hash,
+            "retrain-reason": self.retrain_reason,
             "gate": None if gate_passed is None else ("passed" if gate_passed else "failed"),
         }
         return {TAG_PREFIX + k: str(v) for k, v in values.items() if v not in (None, "")}
@@ -103,16 +108,31 @@ def connect(tracking_uri: str, registry_uri: str | None = None) -> Any:
     return client
 
 
-def champion_metric(client: Any, model_name: str, metric: str) -> tuple[str | None, float | None]:
-    """The champion's version and its run's value of ``metric``; (None, None) without a champion."""
+def champion(client: Any, model_name: str) -> Any | None:
+    """The model version the ``champion`` alias names, or None without one."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
+        return client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException as error:
         if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
-            return None, None
+            return None
         raise
+
+
+def champion_dataset_hash(client: Any, model_name: str) -> tuple[str | None, str | None]:
+    """The champion's version and the hash of the data it was trained on (its lineage tag)."""
+    version = champion(client, model_name)
+    if version is None:
+        return None, None
+    return version.version, (version.tags or {}).get(TAG_PREFIX + "dataset-hash")
+
+
+def champion_metric(client: Any, model_name: str, metric: str) -> tuple[str | None, float | None]:
+    """The champion's version and its run's value of ``metric``; (None, None) without a champion."""
+    version = champion(client, model_name)
+    if version is None:
+        return None, None
     if not version.run_id:
         return version.version, None
     return version.version, client.get_run(version.run_id).data.metrics.get(metric)
@@ -179,6 +199,8 @@ def record(
         mlflow.log_metrics({**content.metrics, **content.extra_metrics})
         mlflow.log_dict(content.report, VALIDATION_REPORT_ARTIFACT)
         mlflow.log_dict(content.schema, FEATURE_SCHEMA_ARTIFACT)
+        if lineage.retrain_reason:
+            mlflow.log_dict({"trigger": lineage.trigger, "reason": lineage.retrain_reason}, RETRAIN_TRIGGER_ARTIFACT)
         if content.confusion is not None:
             mlflow.log_dict(content.confusion, CONFUSION_ARTIFACT)
         if content.cv_results is not None:
