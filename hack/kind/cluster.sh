@@ -26,5 +26,6 @@ kubectl apply -f hack/kind/gateway.yaml
 step "kube-prometheus-stack $KUBE_PROMETHEUS_STACK_VERSION (release kps in monitoring)"
 helm repo add prometheus-community https://prometheus-community.github.io/helm-charts >/dev/null
 helm repo update prometheus-community >/dev/null
+# fullnameOverride: the Prometheus Service is kps-prometheus (hack/kind/values.yaml's operator.prometheusUrl).
 helm upgrade --install kps prometheus-community/kube-prometheus-stack --version "$KUBE_PROMETHEUS_STACK_VERSION" \
-  --namespace monitoring --create-namespace --wait --timeout 10m
+  --namespace monitoring --create-namespace --set fullnameOverride=kps --wait --timeout 10m

@@ -262,6 +262,18 @@ def test_operator_service_and_service_monitor():
     assert "ServiceMonitor" not in kinds(render())
 
 
+def test_prometheus_for_the_analysis_and_the_prediction_store_secret_only_when_set():
+    defaults = env_of(container(find(render(), "Deployment", "ms-operator")))
+    assert "MODELSHIP_PROMETHEUS_URL" not in defaults and "MODELSHIP_PREDICTION_STORE_SECRET" not in defaults
+    assert defaults["MODELSHIP_WORKERS"] == "16"
+    monitoring = env_of(container(find(render(files=scenario("monitoring")), "Deployment", "ms-operator")))
+    assert monitoring["MODELSHIP_PROMETHEUS_URL"] == "http://kps-prometheus.monitoring:9090"
+    store = env_of(container(find(render("operator.predictionStoreSecret=prediction-store"), "Deployment", "ms-operator")))
+    assert store["MODELSHIP_PREDICTION_STORE_SECRET"] == "prediction-store"
+    bad = helm("template", "ms", str(CHART), "--kube-version", KUBE_VERSION, "--set", "operator.prometheusUrl=prometheus:9090", check=False)
+    assert bad.returncode != 0 and "prometheusUrl" in bad.stderr
+
+
 def test_gateway_the_routes_attach_to_and_the_endpoints_derived_from_it():
     documents = render(files=scenario("gateway"))
     gateway = find(documents, "Gateway")
