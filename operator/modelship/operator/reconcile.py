@@ -21,19 +21,13 @@ from modelship.operator import builders, retrain, rollout
 from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
+from modelship.operator.events import Event
 from modelship.operator.traffic import TrafficSplit, provider_for
 
 CHAMPION = "champion"
 CANARY = "canary"
 #: Promoted=False reasons that mean the latest candidate failed (the resource is Degraded).
 ROLLOUT_FAILURES = ("AnalysisFailed", "AnalysisInconclusive", "Aborted")
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass
@@ -181,7 +175,7 @@ def plan_training(
         result.create.append(job)
         last = {"job": job["metadata"]["name"], "specHash": spec_hash, "generation": generation, "startedAt": stamp, "trigger": request["trigger"]}
         training_running = True
-    result.events += [Event(n.type, n.reason, n.message) for n in retraining.notices]
+    result.events += retraining.notices
     result.look_again_in(retraining.requeue_after)
     status["retrain"] = retraining.retrain or None
     conditions.set(DRIFT_DETECTED, *retraining.drift_condition)
@@ -273,7 +267,7 @@ def plan_rollout(
                 result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", deployment_name))
     result.promote_version = decision.promote
     result.look_again_in(decision.requeue_after)
-    result.events += [Event(n.type, n.reason, n.message) for n in decision.notices]
+    result.events += decision.notices
     if decision.promoted:
         conditions.set(PROMOTED, *decision.promoted)
     return decision

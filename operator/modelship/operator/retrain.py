@@ -27,6 +27,7 @@ from modelship.api.names import RETRAIN_ANNOTATION
 from modelship.api.v1alpha1 import HANDLED_ALERTS_LIMIT, ModelDeployment, RolloutPhase
 from modelship.operator import builders
 from modelship.operator.config import OperatorConfig
+from modelship.operator.events import Event
 
 TRIGGER_SPEC = "spec"
 TRIGGER_DRIFT = "drift"
@@ -123,13 +124,6 @@ class Context:
     max_concurrent: int = 2
 
 
-@dataclass(frozen=True)
-class Notice:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 @dataclass
 class Decision:
     #: The request to start a training for now (wire form of RetrainRequest), or None.
@@ -140,7 +134,7 @@ class Decision:
     attempt: int = 0
     #: DriftDetected as (status, reason, message).
     drift_condition: tuple[bool, str, str] = (False, "NoDriftAlert", "no drift alert received")
-    notices: list[Notice] = field(default_factory=list)
+    notices: list[Event] = field(default_factory=list)
     #: Seconds until the next look (the next schedule slot, a deferred request).
     requeue_after: float | None = None
 
@@ -176,7 +170,7 @@ def drift_condition(drift: dict[str, Any] | None) -> tuple[bool, str, str]:
     return False, "DriftResolved", f"the drift alert{version} resolved at {drift.get('resolvedAt')}"
 
 
-def _schedule(ctx: Context, retrain: dict[str, Any], now: dt.datetime) -> tuple[dict[str, Any] | None, float | None, Notice | None]:
+def _schedule(ctx: Context, retrain: dict[str, Any], now: dt.datetime) -> tuple[dict[str, Any] | None, float | None, Event | None]:
     """A schedule request when a slot is due; records the slot so it fires once, even across restarts."""
     if not ctx.schedule:
         retrain.pop("nextScheduledAt", None)
@@ -184,7 +178,7 @@ def _schedule(ctx: Context, retrain: dict[str, Any], now: dt.datetime) -> tuple[
     try:
         schedule = cron.parse(ctx.schedule)
     except cron.CronError as error:  # the API validates it; an old object may still hold a bad one
-        return None, None, Notice("Warning", "InvalidSchedule", f"spec.training.schedule: {error}")
+        return None, None, Event("Warning", "InvalidSchedule", f"spec.training.schedule: {error}")
     due = parse_time(retrain.get("nextScheduledAt"))
     request = None
     if due is None:
@@ -255,14 +249,14 @@ def decide(ctx: Context, status: dict[str, Any], now: dt.datetime) -> Decision:
     _record(retrain, pending, STARTED, "RetrainStarted", message, now_text)
     decision.start = pending
     decision.attempt = retrain["attempts"]
-    decision.notices.append(Notice("Normal", "RetrainStarted", message))
+    decision.notices.append(Event("Normal", "RetrainStarted", message))
     return decision
 
 
 def _drop(decision: Decision, pending: dict[str, Any], reason: str, message: str, now: str) -> Decision:
     decision.retrain["pending"] = None
     _record(decision.retrain, pending, SKIPPED, reason, message, now)
-    decision.notices.append(Notice("Normal", "RetrainSkipped", message))
+    decision.notices.append(Event("Normal", "RetrainSkipped", message))
     return decision
 
 
@@ -270,7 +264,7 @@ def _defer(decision: Decision, pending: dict[str, Any], reason: str, message: st
     previous = decision.retrain.get("lastDecision") or {}
     if previous.get("outcome") != DEFERRED or previous.get("reason") != reason or previous.get("trigger") != pending.get("trigger"):
         _record(decision.retrain, pending, DEFERRED, reason, message, now)
-        decision.notices.append(Notice("Normal", "RetrainDeferred", message))
+        decision.notices.append(Event("Normal", "RetrainDeferred", message))
     if recheck is not None:
         decision.requeue_after = min(recheck, decision.requeue_after or recheck)
     return decision

@@ -33,6 +33,7 @@ from modelship.api.v1alpha1 import (
     Verdict,
 )
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+from modelship.operator.events import Event
 from modelship.operator.traffic import HeaderRoute, Mirror
 
 #: ``status.rollout.mirrorPhase``: the candidate is shadowing the champion, or has done so.
@@ -145,13 +146,6 @@ class UserRequests:
     promote: str | None = None
 
 
-@dataclass(frozen=True)
-class Notice:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 @dataclass
 class RolloutDecision:
     #: Model version → percent of requests.
@@ -163,7 +157,7 @@ class RolloutDecision:
     rollout: RolloutStatus | None = None
     #: Versions whose serving objects must exist → replica override (None: the spec's).
     keep: dict[str, int | None] = field(default_factory=dict)
-    notices: list[Notice] = field(default_factory=list)
+    notices: list[Event] = field(default_factory=list)
     #: The Promoted condition to set: (status, reason, message).
     promoted: tuple[bool, str, str] | None = None
     #: Set when the latest candidate failed (the resource is Degraded).
@@ -241,7 +235,7 @@ def decide(
     if state.candidate != candidate or state.phase not in IN_FLIGHT:
         state = _start(spec, state, candidate)
         how = _describe(spec) if champion else "the first version: it serves once ready"
-        started = [Notice("Normal", "RolloutStarted", f"version {candidate} rolls out ({how})")]
+        started = [Event("Normal", "RolloutStarted", f"version {candidate} rolls out ({how})")]
     else:
         started = []
     if champion is None or spec.strategy != RolloutStrategy.canary.value:
@@ -309,7 +303,7 @@ def _promote(spec: RolloutSpec, state: RolloutStatus, champion: str | None, cand
         promote=candidate,
         rollout=state,
         keep=keep,
-        notices=[Notice("Normal", "Promoted", message)],
+        notices=[Event("Normal", "Promoted", message)],
         promoted=(True, "Promoted", message),
         requeue_after=delay,
     )
@@ -328,7 +322,7 @@ def _roll_back(state: RolloutStatus, champion: str, candidate: str, now: dt.date
         champion=champion,
         rollout=state,
         keep=keep,
-        notices=[Notice("Warning", reason, message)],
+        notices=[Event("Warning", reason, message)],
         promoted=(False, reason, message),
         failure=reason,
         requeue_after=delay,
@@ -362,7 +356,7 @@ def _roll_back_promotion(spec: RolloutSpec, state: RolloutStatus, champion: str,
         promote=previous,
         rollout=state,
         keep=keep,
-        notices=[Notice("Warning", "RolledBack", message)],
+        notices=[Event("Warning", "RolledBack", message)],
         promoted=(False, "RolledBack", message),
         requeue_after=delay,
     )
@@ -382,7 +376,7 @@ def _canary(
     analysis = spec.analysis
     steps = spec.canary.steps
     interval = parse_duration(analysis.interval)
-    notices: list[Notice] = []
+    notices: list[Event] = []
 
     if requests.abort == candidate:
         return _roll_back(state, champion, candidate, now, settings, "Aborted", f"version {candidate} was aborted by request; version {champion} serves all traffic")
@@ -393,7 +387,7 @@ def _canary(
             delay = _remember_warm(state, now, keep)
             return RolloutDecision(weights={champion: 100}, champion=champion, rollout=state, keep=keep, requeue_after=delay)
         state = _enter_mirror(state, spec, now) if spec.mirror else _enter_step(state, spec, 0, now)
-        notices.append(Notice("Normal", "Mirroring" if spec.mirror else "CanaryStep", state.message or ""))
+        notices.append(Event("Normal", "Mirroring" if spec.mirror else "CanaryStep", state.message or ""))
 
     if sample is not None and state.phase in (RolloutPhase.progressing.value, RolloutPhase.awaiting_approval.value):
         checks = judge(analysis, sample)
@@ -407,7 +401,7 @@ def _canary(
             if state.failed_checks >= analysis.failure_threshold:
                 message = f"version {candidate} rolled back after {state.failed_checks} failed analyses (failureThreshold {analysis.failure_threshold}): {failed}"
                 return _roll_back(state, champion, candidate, now, settings, "AnalysisFailed", message)
-            notices.append(Notice("Warning", "AnalysisFailed", f"version {candidate}: {failed} ({state.failed_checks}/{analysis.failure_threshold} failed analyses)"))
+            notices.append(Event("Warning", "AnalysisFailed", f"version {candidate}: {failed} ({state.failed_checks}/{analysis.failure_threshold} failed analyses)"))
         elif verdict == Verdict.successful:
             state.inconclusive_since = None
         else:
@@ -428,15 +422,15 @@ def _canary(
             if state.mirror_phase == MIRRORING:
                 state = _enter_step(state, spec, 0, now)
                 state.mirror_phase = MIRROR_DONE
-                notices.append(Notice("Normal", "CanaryStep", state.message or ""))
+                notices.append(Event("Normal", "CanaryStep", state.message or ""))
             elif index + 1 < len(steps):
                 state = _enter_step(state, spec, index + 1, now)
-                notices.append(Notice("Normal", "CanaryStep", state.message or ""))
+                notices.append(Event("Normal", "CanaryStep", state.message or ""))
             elif spec.approval == Approval.manual.value:
                 state.phase = RolloutPhase.awaiting_approval
                 state.awaiting_approval = True
                 state.message = f"every step passed; run `modelship approve` to make version {candidate} champion, or `modelship abort`"
-                notices.append(Notice("Normal", "AwaitingApproval", state.message))
+                notices.append(Event("Normal", "AwaitingApproval", state.message))
             else:
                 decision = _promote(spec, state, champion, candidate, now, "every canary step passed")
                 decision.notices[:0] = notices
@@ -553,11 +547,11 @@ def _ab_test(
 ) -> RolloutDecision:
     """Variants side by side: header matches pin requests, the rest split by weight; live
     metrics per variant in status; nothing is promoted until a person promotes a variant."""
-    notices: list[Notice] = []
+    notices: list[Event] = []
     arms = ", ".join(f"{v.name} → version {version} ({v.weight}%)" for v, version in resolved)
     if state.phase != RolloutPhase.ab_testing.value or state.candidate != candidate:
         state = RolloutStatus(candidate=candidate, phase=RolloutPhase.ab_testing, previous_champion=state.previous_champion, warm_until=state.warm_until)
-        notices.append(Notice("Normal", "ABTestStarted", f"A/B test: {arms}"))
+        notices.append(Event("Normal", "ABTestStarted", f"A/B test: {arms}"))
     if requests.promote:
         name, _, version = requests.promote.partition(":")
         chosen = next((ver for v, ver in resolved if v.name == name and ver == version), None)
