@@ -8,7 +8,9 @@ One resource walks through: drift → exactly one retraining (despite an alert s
 Alertmanager's repeats) → the retrained version is champion; a second alert inside the cooldown
 → none, with an Event; forged calls → 401 and nothing changes; after the cooldown an alert is
 accepted, the operator is killed at once, and the retraining still happens once after the
-restart. A second test runs a schedule of every minute across a restart.
+restart. A second test runs a schedule of every minute across a restart. A third posts a
+ModelshipQualityDrop alert into the real Alertmanager: one retraining with trigger quality, the
+drift status untouched.
 """
 
 from __future__ import annotations
@@ -303,6 +305,59 @@ def test_a_schedule_retrains_once_per_slot_across_a_restart(cluster, namespace, 
     finally:
         operator.stop()
         print(f"operator log: {operator.log_path}")
+
+
+def test_quality_drop_alert_retrains_once_through_alertmanager(cluster, namespace, mlflow_server, pod_runner, tmp_path, token_file):  # noqa: F811
+    data = tmp_path / "diabetes.csv"
+    write_dataset(data, seed=1)
+    operator = start_operator(cluster, namespace, mlflow_server, tmp_path, token_file)
+    routing = alertmanager.routing(f"http://127.0.0.1:{operator.port}/alerts", token_file=str(token_file), timing=alertmanager.Timing("1s", "2s", "4s"))
+    am = AlertmanagerServer(tmp_path / "alertmanager", alertmanager.alertmanager_file(routing)).start()
+    operator.start()
+    try:
+        feedback = {"enabled": True, "retrainOnQualityDrop": True, "qualityThreshold": {"metric": "mae", "threshold": 40}}
+        cluster.apply(yaml.safe_dump(resource(namespace, data, retrainOnDrift=False, feedback=feedback)))
+        wait_champion(cluster, namespace, "1", timeout=300)
+        write_dataset(data, seed=2)  # new data for the retraining (the same bytes would train nothing)
+
+        # The alert as the generated rule raises it: its labels, the series' labels, its summary.
+        rule = next(r for g in rules.rule_groups()["groups"] for r in g["rules"] if r.get("alert") == rules.QUALITY_DROP_ALERT)
+        labels = {
+            "alertname": rules.QUALITY_DROP_ALERT, **rule["labels"], "namespace": namespace, names.LABEL_DEPLOYMENT: NAME,
+            "model": f"{namespace}-{NAME}", names.LABEL_VERSION: "1", "variant": "champion", names.LABEL_METRIC: "mae",
+        }
+        alert = {"labels": labels, "annotations": {"summary": f"Live mae of {namespace}/{NAME} is 61.2, past its threshold"}, "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        posted = time.monotonic()
+        for _ in range(3):  # Prometheus re-sends a firing alert each evaluation
+            answer = httpx.post(f"{am.url}/api/v2/alerts", json=[alert], timeout=10)
+            assert answer.status_code == 200, answer.text
+
+        found = cluster.wait_until("a quality retraining Job", lambda: jobs(cluster, namespace, "quality"), timeout=60, interval=0.5)
+        print(f"\nquality alert posted to Alertmanager → retraining Job created: {time.monotonic() - posted:.1f}s")
+        env = {e["name"]: e.get("value") for e in found[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MODELSHIP_TRIGGER"] == "quality" and "ModelshipQualityDrop on version 1" in env["MODELSHIP_RETRAIN_REASON"] and "61.2" in env["MODELSHIP_RETRAIN_REASON"]
+        status = status_of(cluster, namespace)
+        assert status["lastTraining"]["trigger"] == "quality"
+        # A quality drop is not drift: DriftDetected and status.drift stay as they were.
+        assert condition(status["conditions"], "DriftDetected")["reason"] == "NoDriftAlert" and not status.get("drift")
+        assert [e for e in events(cluster, namespace, "RetrainStarted") if e["message"].startswith("quality retraining started")]
+
+        status = wait_champion(cluster, namespace, "2", timeout=300)
+        assert status["lastTraining"]["trigger"] == "quality" and status["lastTraining"]["modelVersion"] == "2"
+        # Alertmanager's repeats (repeat_interval 4s) carry the same fingerprint@startsAt: dropped.
+        time.sleep(9)
+        assert len(jobs(cluster, namespace, "quality")) == 1 and jobs(cluster, namespace, "drift") == []
+        assert 'modelship_operator_alerts_total{result="duplicate"}' in operator.metrics()
+        # Another quality alert (another version's) inside the cooldown: none, and an Event says why.
+        other = {**alert, "labels": {**labels, names.LABEL_VERSION: "9"}}
+        assert httpx.post(f"{am.url}/api/v2/alerts", json=[other], timeout=10).status_code == 200
+        skipped = cluster.wait_until("the cooldown Event", lambda: [e for e in events(cluster, namespace, "RetrainSkipped") if "cooldown" in e["message"]], timeout=30)
+        assert "ModelshipQualityDrop on version 9" in skipped[0]["message"]
+        assert len(jobs(cluster, namespace, "quality")) == 1
+    finally:
+        operator.stop()
+        am.stop()
+        print(f"operator log: {operator.log_path}; alertmanager log: {am.log_path}")
 
 
 def _seconds(start: str, end: str) -> float:

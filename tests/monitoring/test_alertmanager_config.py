@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from modelship.monitoring import alertmanager
-from modelship.monitoring.rules import DRIFT_ALERT, ERROR_RATE_ALERT
+from modelship.monitoring.rules import DRIFT_ALERT, ERROR_RATE_ALERT, QUALITY_DROP_ALERT
 
 WEBHOOK = "http://modelship-operator.modelship-system.svc:8080/alerts"
 
@@ -43,6 +43,7 @@ def test_the_plain_config_is_valid(config_file: Path) -> None:
     ("labels", "receivers"),
     [
         ({"alertname": DRIFT_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing"}, "modelship-operator,modelship-notify"),
+        ({"alertname": QUALITY_DROP_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing", "metric": "mae"}, "modelship-operator,modelship-notify"),
         ({"alertname": ERROR_RATE_ALERT, "namespace": "team-a"}, "modelship-notify"),
         ({"alertname": "KubePodCrashLooping"}, "null"),
     ],
@@ -74,5 +75,5 @@ def test_the_chart_says_the_same_as_the_plain_file() -> None:
         return node
 
     assert shape(plain) == shape(crd)
-    assert [m for m in crd["route"]["routes"][0]["matchers"]] == [{"name": "alertname", "value": DRIFT_ALERT, "matchType": "="}]
-    assert plain["route"]["routes"][0]["matchers"] == [f'alertname="{DRIFT_ALERT}"']
+    assert [m for m in crd["route"]["routes"][0]["matchers"]] == [{"name": "alertname", "value": f"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}", "matchType": "=~"}]
+    assert plain["route"]["routes"][0]["matchers"] == [f'alertname=~"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}"']

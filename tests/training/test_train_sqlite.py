@@ -229,7 +229,7 @@ def test_a_retraining_on_the_champions_data_bytes_is_skipped_unless_forced(sqlit
     assert first.returncode == 0, first.stdout + first.stderr
     client.set_registered_model_alias(model, "champion", first.result["version"])
 
-    for trigger in ("drift", "schedule"):
+    for trigger in ("drift", "quality", "schedule"):
         skipped = sqlite_backend.train("--model-name", model, spec=spec, env={"MODELSHIP_TRIGGER": trigger, "MODELSHIP_RETRAIN_REASON": "median_income=0.8"})
         assert skipped.returncode == 0, skipped.stdout + skipped.stderr
         assert skipped.result["outcome"] == "Unchanged" and skipped.result.get("version") is None

@@ -1,6 +1,6 @@
 """Alertmanager routing of the Modelship alerts, from one place in two forms.
 
-:func:`routing` says what goes where: ModelshipDataDrift to the operator's webhook (which
+:func:`routing` says what goes where: ModelshipDataDrift and ModelshipQualityDrop to the operator's webhook (which
 retrains when the ModelDeployment asks for it), and every Modelship alert to the optional Slack
 and e-mail receivers. :func:`alertmanager_yaml` renders it as the ``route`` and ``receivers`` of
 a plain ``alertmanager.yml`` (docs/alerting.md; the tests run a real Alertmanager on it), and
@@ -20,7 +20,7 @@ from typing import Any
 
 from modelship import generated
 from modelship.monitoring import metrics as m
-from modelship.monitoring.rules import DRIFT_ALERT
+from modelship.monitoring.rules import DRIFT_ALERT, QUALITY_DROP_ALERT
 
 OPERATOR_RECEIVER = "modelship-operator"
 NOTIFY_RECEIVER = "modelship-notify"
@@ -99,7 +99,7 @@ def alertmanager_yaml(r: Routing) -> dict[str, Any]:
             **timing,
             "routes": [
                 # The operator first; `continue` lets people hear of the same alert.
-                {"receiver": OPERATOR_RECEIVER, "matchers": [f'alertname="{DRIFT_ALERT}"'], "continue": True},
+                {"receiver": OPERATOR_RECEIVER, "matchers": [f'alertname=~"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}"'], "continue": True},
                 {"receiver": NOTIFY_RECEIVER},
             ],
         },
@@ -140,7 +140,7 @@ def alertmanager_config_spec(r: Routing) -> dict[str, Any]:
             "groupInterval": r.timing.group_interval,
             "repeatInterval": r.timing.repeat_interval,
             "routes": [
-                {"receiver": OPERATOR_RECEIVER, "matchers": [{"name": "alertname", "value": DRIFT_ALERT, "matchType": "="}], "continue": True},
+                {"receiver": OPERATOR_RECEIVER, "matchers": [{"name": "alertname", "value": f"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}", "matchType": "=~"}], "continue": True},
                 {"receiver": NOTIFY_RECEIVER},
             ],
         },

@@ -19,7 +19,7 @@ VARIANT_LABEL = PREFIX + "variant"
 SPEC_HASH_LABEL = PREFIX + "spec-hash"
 
 # --- annotations -----------------------------------------------------------------------
-#: Why a training Job runs: spec, schedule, drift or manual.
+#: Why a training Job runs: spec, schedule, drift, quality or manual.
 TRIGGER_ANNOTATION = PREFIX + "trigger"
 #: Requests a person makes of a rollout (``modelship approve|abort|rollback``, or kubectl
 #: annotate). The value names the version the request is about, so a request is acted on once:

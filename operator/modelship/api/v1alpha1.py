@@ -654,6 +654,24 @@ class FeedbackSpec(ApiModel):
     enabled: bool = Field(False, description="Store every prediction and accept feedback; the operator's prediction-store Secret gives the database.")
     retention: Duration = Field("720h", description="How long predictions and their feedback are kept.")
     quality_threshold: QualityThresholdSpec | None = Field(None, description="Live quality that raises the ModelshipQualityDrop alert.")
+    retrain_on_quality_drop: bool = Field(
+        False,
+        description="Retrain when the ModelshipQualityDrop alert fires (same cooldown, dedupe and limits as retrainOnDrift; the cooldown is shared).",
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!self.retrainOnQualityDrop || self.enabled", "retrainOnQualityDrop needs feedback.enabled", ".retrainOnQualityDrop"),
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _retrain_needs_feedback(self) -> FeedbackSpec:
+        if self.retrain_on_quality_drop and not self.enabled:
+            raise rule_error("FeedbackSpec", (("retrainOnQualityDrop",), "retrainOnQualityDrop needs feedback.enabled", True))
+        return self
 
 
 class MonitoringSpec(ApiModel):
@@ -662,7 +680,7 @@ class MonitoringSpec(ApiModel):
     drift: DriftSpec = Field(default_factory=DriftSpec, description="Input drift detection.")
     feedback: FeedbackSpec = Field(default_factory=FeedbackSpec, description="Prediction store, ground-truth feedback and live quality.")
     retrain_on_drift: bool = Field(False, description="Retrain when the drift alert fires.")
-    cooldown: Duration = Field("1h", description="Least time between two retrainings caused by drift.")
+    cooldown: Duration = Field("1h", description="Least time between two retrainings caused by an alert (drift or quality drop; they share it).")
 
     model_config = {
         "json_schema_extra": {
@@ -799,7 +817,7 @@ class TrainingRecord(ApiModel):
     gate: GateVerdict | None = Field(None, description="Quality gate verdict.")
     started_at: str | None = Field(None, description="Start time (RFC 3339).")
     finished_at: str | None = Field(None, description="End time (RFC 3339).")
-    trigger: str | None = Field(None, description="spec, schedule, drift or manual.")
+    trigger: str | None = Field(None, description="spec, schedule, drift, quality or manual.")
 
 
 # --- the drift loop: what alerts said and which retrainings they asked for ---------------
@@ -821,10 +839,10 @@ class DriftStatus(ApiModel):
 class RetrainRequest(ApiModel):
     """A retraining asked for and not started yet (kept across operator restarts)."""
 
-    trigger: str = Field(..., description="drift, schedule or manual.")
+    trigger: str = Field(..., description="drift, quality, schedule or manual.")
     reason: str = Field("", description="Why, in one line.")
-    fingerprint: str | None = Field(None, description="Alertmanager fingerprint of the drift alert.")
-    starts_at: str | None = Field(None, description="Start of the drift alert, or the schedule slot (RFC 3339).")
+    fingerprint: str | None = Field(None, description="Alertmanager fingerprint of the drift or quality alert.")
+    starts_at: str | None = Field(None, description="Start of the drift or quality alert, or the schedule slot (RFC 3339).")
     requested_at: str = Field(..., description="When the request was recorded (RFC 3339).")
     force: bool = Field(False, description="Retrain even on the very data bytes the champion was trained on.")
 
@@ -832,7 +850,7 @@ class RetrainRequest(ApiModel):
 class RetrainDecision(ApiModel):
     """The latest decision about a retrain request."""
 
-    trigger: str = Field(..., description="drift, schedule or manual.")
+    trigger: str = Field(..., description="drift, quality, schedule or manual.")
     outcome: str = Field(..., description="Started, Skipped or Deferred.")
     reason: str = Field(..., description="CamelCase reason.")
     message: str = Field("", description="Why, for people.")
@@ -844,8 +862,8 @@ class RetrainStatus(ApiModel):
 
     pending: RetrainRequest | None = Field(None, description="The one request waiting for a training or rollout in flight, or for a free slot.")
     attempts: int = Field(0, ge=0, description="Retraining Jobs started so far (numbers their names).")
-    last_drift_retrain_at: str | None = Field(None, description="Start of the latest drift-triggered training; the cooldown counts from it.")
-    handled_alerts: list[str] = Field(default_factory=list, max_length=HANDLED_ALERTS_LIMIT, description="fingerprint@startsAt of the latest drift alerts taken, to drop re-sent ones.")
+    last_drift_retrain_at: str | None = Field(None, description="Start of the latest alert-triggered training (drift or quality); the cooldown counts from it.")
+    handled_alerts: list[str] = Field(default_factory=list, max_length=HANDLED_ALERTS_LIMIT, description="fingerprint@startsAt of the latest drift and quality alerts taken, to drop re-sent ones.")
     last_decision: RetrainDecision | None = Field(None, description="The latest decision and why.")
     next_scheduled_at: str | None = Field(None, description="Next run of spec.training.schedule (RFC 3339).")
     last_schedule_slot: str | None = Field(None, description="The latest schedule slot acted on; each slot retrains at most once.")

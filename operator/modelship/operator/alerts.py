@@ -1,10 +1,11 @@
-"""The Alertmanager webhook receiver: ``POST /alerts`` turns ModelshipDataDrift alerts into
-retrain requests recorded on their ModelDeployments.
+"""The Alertmanager webhook receiver: ``POST /alerts`` turns ModelshipDataDrift and
+ModelshipQualityDrop alerts into retrain requests recorded on their ModelDeployments.
 
 Alertmanager's webhook payload (version 4) is parsed with pydantic; each drift alert names its
 resource by the labels ``namespace`` and ``modelship_io_deployment`` (the generated rules keep
 them). The request is written into the resource's status (``status.drift``,
-``status.retrain.pending``, see :func:`modelship.operator.retrain.record_alert`) before the
+``status.retrain.pending``; a quality alert writes only the request, with trigger ``quality``,
+see :func:`modelship.operator.retrain.record_alert`) before the
 webhook answers 200, so a restart of the operator loses nothing, and Alertmanager re-sends
 whatever was not answered. Alerts of other names, of resources that do not exist, or of
 namespaces this operator does not watch are accepted and counted, nothing else.
@@ -23,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelship.monitoring import metrics as metric_names
-from modelship.monitoring.rules import DRIFT_ALERT, DRIFTED_FEATURES_ANNOTATION
+from modelship.monitoring.rules import DRIFT_ALERT, DRIFTED_FEATURES_ANNOTATION, QUALITY_DROP_ALERT
 from modelship.operator import metrics, retrain
 from modelship.operator.kube import Kube, run
 
@@ -35,7 +36,10 @@ DUPLICATE = "duplicate"  #: already recorded (a re-sent alert)
 UNKNOWN_RESOURCE = "unknown_resource"  #: no such ModelDeployment
 UNWATCHED = "unwatched"  #: a namespace this operator does not watch
 UNROUTED = "unrouted"  #: no namespace or modelship_io_deployment label
-IGNORED = "ignored"  #: another alert than ModelshipDataDrift
+IGNORED = "ignored"  #: another alert than ModelshipDataDrift or ModelshipQualityDrop
+
+#: The alerts that ask for a retraining, and the trigger each records.
+TRIGGER_OF_ALERT = {DRIFT_ALERT: retrain.TRIGGER_DRIFT, QUALITY_DROP_ALERT: retrain.TRIGGER_QUALITY}
 
 #: Attempts at a status write that lost a race with another writer (HTTP 409).
 CONFLICT_RETRIES = 5
@@ -73,19 +77,24 @@ class WebhookPayload(BaseModel):
 
 
 def drift_alert(alert: Alert) -> retrain.DriftAlert:
+    trigger = TRIGGER_OF_ALERT.get(alert.labels.get("alertname", ""), retrain.TRIGGER_DRIFT)
+    metric = alert.labels.get(metric_names.LABEL_METRIC)
+    quality_detail = alert.annotations.get("summary") or (f"live {metric} past its threshold" if metric else "")
     return retrain.DriftAlert(
         firing=alert.status == "firing",
         fingerprint=alert.fingerprint,
         starts_at=alert.starts_at,
         ends_at=alert.ends_at if alert.status == "resolved" else None,
         version=alert.labels.get(metric_names.LABEL_VERSION),
-        features=alert.annotations.get(DRIFTED_FEATURES_ANNOTATION, "")[:1000],
+        features=alert.annotations.get(DRIFTED_FEATURES_ANNOTATION, "")[:1000] if trigger == retrain.TRIGGER_DRIFT else "",
+        trigger=trigger,
+        detail=quality_detail[:300] if trigger == retrain.TRIGGER_QUALITY else "",
     )
 
 
 @dataclass
 class AlertReceiver:
-    """Records drift alerts on their resources; ``enqueue`` hands the resource to the reconciler."""
+    """Records drift and quality alerts on their resources; ``enqueue`` hands the resource to the reconciler."""
 
     kube: Kube
     enqueue: Callable[[str, str], None]
@@ -96,7 +105,7 @@ class AlertReceiver:
 
     def route(self, alert: Alert) -> tuple[str, str] | str:
         """The (namespace, name) an alert is about, or the outcome that ends its handling."""
-        if alert.labels.get("alertname") != DRIFT_ALERT:
+        if alert.labels.get("alertname") not in TRIGGER_OF_ALERT:
             return IGNORED
         namespace, name = alert.labels.get("namespace"), alert.labels.get(metric_names.LABEL_DEPLOYMENT)
         if not namespace or not name:
@@ -134,7 +143,7 @@ class AlertReceiver:
                     if error.status == 404:
                         return UNKNOWN_RESOURCE
                     raise
-                log.info("%s/%s: drift alert %s (%s) recorded", namespace, name, alert.fingerprint, "firing" if alert.firing else "resolved")
+                log.info("%s/%s: %s alert %s (%s) recorded", namespace, name, alert.trigger, alert.fingerprint, "firing" if alert.firing else "resolved")
                 self.enqueue(namespace, name)
                 return RECORDED
         raise RuntimeError(f"{namespace}/{name}: the status kept changing under {CONFLICT_RETRIES} attempts")

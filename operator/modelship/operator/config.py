@@ -64,7 +64,7 @@ class OperatorConfig:
     alert_token_file: str | None = None
     #: Largest alert webhook body accepted, in bytes (larger: 413).
     alert_max_body_bytes: int = 1 << 20
-    #: Retraining Jobs (drift, schedule, manual) running at once across all ModelDeployments.
+    #: Retraining Jobs (drift, quality, schedule, manual) running at once across all ModelDeployments.
     max_concurrent_retrains: int = 2
     #: Seconds an object this process applied is not applied again unchanged (0: always apply).
     apply_cache_seconds: float = 60.0

@@ -2,17 +2,18 @@
 
 Two halves, both without I/O or clock:
 
-- :func:`record_alert` turns one ModelshipDataDrift alert (as Alertmanager's webhook delivers
-  it) into the new ``status.drift`` and ``status.retrain`` of its ModelDeployment. The webhook
-  writes that before it answers, so an operator restart loses no request; a re-sent alert
-  (same fingerprint and start) changes nothing.
+- :func:`record_alert` turns one ModelshipDataDrift or ModelshipQualityDrop alert (as
+  Alertmanager's webhook delivers it) into the new ``status.retrain`` of its ModelDeployment
+  (and, for drift only, ``status.drift``). The webhook writes that before it answers, so an
+  operator restart loses no request; a re-sent alert (same fingerprint and start) changes
+  nothing.
 - :func:`decide` runs in every reconcile: it turns the annotation of ``modelship retrain``, the
   schedule and the pending request into at most one training to start now, and says why
-  otherwise (retrainOnDrift off, cooldown, a training or rollout in flight, the operator's
-  limit of concurrent retrainings).
+  otherwise (retrainOnDrift / retrainOnQualityDrop off, the cooldown both alerts share, a
+  training or rollout in flight, the operator's limit of concurrent retrainings).
 
 Dropping a request (disabled, cooldown) writes an Event once; a deferred request stays pending
-(only one is kept: a newer drift request replaces an older one, a manual one replaces any).
+(only one is kept: a newer alert request replaces an older one, a manual one replaces any).
 """
 
 from __future__ import annotations
@@ -31,10 +32,14 @@ from modelship.operator.events import Event
 
 TRIGGER_SPEC = "spec"
 TRIGGER_DRIFT = "drift"
+#: The ModelshipQualityDrop alert: live quality from ground-truth feedback crossed its threshold.
+TRIGGER_QUALITY = "quality"
 TRIGGER_SCHEDULE = "schedule"
 TRIGGER_MANUAL = "manual"
 #: Triggers of a retraining (a training not caused by a spec change).
-RETRAIN_TRIGGERS = (TRIGGER_DRIFT, TRIGGER_SCHEDULE, TRIGGER_MANUAL)
+RETRAIN_TRIGGERS = (TRIGGER_DRIFT, TRIGGER_QUALITY, TRIGGER_SCHEDULE, TRIGGER_MANUAL)
+#: Triggers of the alerts: they share one cooldown (``spec.monitoring.cooldown``).
+ALERT_TRIGGERS = (TRIGGER_DRIFT, TRIGGER_QUALITY)
 
 STARTED = "Started"
 SKIPPED = "Skipped"
@@ -63,7 +68,7 @@ def format_time(moment: dt.datetime) -> str:
 
 @dataclass(frozen=True)
 class DriftAlert:
-    """The part of one Alertmanager alert the drift loop reads."""
+    """The part of one Alertmanager alert the drift loop reads (a drift or a quality alert)."""
 
     firing: bool
     fingerprint: str
@@ -72,6 +77,10 @@ class DriftAlert:
     version: str | None = None
     #: ``feature=score, ...`` from the alert's drifted_features annotation.
     features: str = ""
+    #: TRIGGER_DRIFT (ModelshipDataDrift) or TRIGGER_QUALITY (ModelshipQualityDrop).
+    trigger: str = TRIGGER_DRIFT
+    #: What a quality alert measured (its summary annotation), for the request's reason.
+    detail: str = ""
 
     @property
     def key(self) -> str:
@@ -79,30 +88,35 @@ class DriftAlert:
 
 
 def record_alert(status: dict[str, Any], alert: DriftAlert, now: str) -> dict[str, Any] | None:
-    """The ``drift`` and ``retrain`` status blocks after ``alert``; None when it changes nothing."""
+    """The ``drift`` and ``retrain`` status blocks after ``alert``; None when it changes nothing.
+    A quality alert writes only ``retrain``: it says nothing about drifted inputs, and its
+    resolving asks for nothing."""
+    quality = alert.trigger == TRIGGER_QUALITY
     drift = status.get("drift") or {}
     retrain = copy.deepcopy(status.get("retrain") or {})
     if not alert.firing:
-        if not drift.get("active") or (drift.get("since") and drift.get("since") != alert.starts_at):
+        if quality or not drift.get("active") or (drift.get("since") and drift.get("since") != alert.starts_at):
             return None  # an older alert resolving, or one already recorded as resolved
         return {"drift": {**drift, "active": False, "resolvedAt": alert.ends_at or now}}
     handled = list(retrain.get("handledAlerts") or [])
     if alert.key in handled:
         return None
-    new_drift = {"active": True, "features": alert.features, "since": alert.starts_at, "version": alert.version}
     pending = retrain.get("pending")
-    if not pending or pending.get("trigger") == TRIGGER_DRIFT:
+    if not pending or pending.get("trigger") in ALERT_TRIGGERS:
         where = f" on version {alert.version}" if alert.version else ""
+        what = f"ModelshipQualityDrop{where}: {alert.detail or 'live quality past its threshold'}" if quality else f"ModelshipDataDrift{where}: {alert.features or 'drifted features not reported'}"
         retrain["pending"] = {
-            "trigger": TRIGGER_DRIFT,
-            "reason": f"ModelshipDataDrift{where}: {alert.features or 'drifted features not reported'}",
+            "trigger": alert.trigger,
+            "reason": what,
             "fingerprint": alert.fingerprint,
             "startsAt": alert.starts_at,
             "requestedAt": now,
             "force": False,
         }
     retrain["handledAlerts"] = (handled + [alert.key])[-HANDLED_ALERTS_LIMIT:]
-    return {"drift": new_drift, "retrain": retrain}
+    if quality:
+        return {"retrain": retrain}
+    return {"drift": {"active": True, "features": alert.features, "since": alert.starts_at, "version": alert.version}, "retrain": retrain}
 
 
 # --- the reconcile side ---------------------------------------------------------------
@@ -114,6 +128,7 @@ class Context:
 
     retrain_on_drift: bool
     cooldown_seconds: float
+    retrain_on_quality_drop: bool = False
     schedule: str | None = None
     #: Value of the modelship.io/retrain annotation (``modelship retrain NAME`` sets it).
     manual_request: str | None = None
@@ -227,11 +242,16 @@ def decide(ctx: Context, status: dict[str, Any], now: dt.datetime) -> Decision:
     if trigger == TRIGGER_DRIFT and not ctx.retrain_on_drift:
         message = f"not retraining on {pending.get('reason')}: spec.monitoring.retrainOnDrift is false"
         return _drop(decision, pending, "RetrainOnDriftDisabled", message, now_text)
-    if trigger == TRIGGER_DRIFT:
+    if trigger == TRIGGER_QUALITY and not ctx.retrain_on_quality_drop:
+        message = f"not retraining on {pending.get('reason')}: spec.monitoring.feedback.retrainOnQualityDrop is false"
+        return _drop(decision, pending, "RetrainOnQualityDropDisabled", message, now_text)
+    if trigger in ALERT_TRIGGERS:
+        # One cooldown for both alerts: a quality drop right after a drift retraining (or the
+        # other way round) is most likely the same change in the data.
         last = parse_time(retrain.get("lastDriftRetrainAt"))
         if last is not None and (now - last).total_seconds() < ctx.cooldown_seconds:
             until = format_time(last + dt.timedelta(seconds=ctx.cooldown_seconds))
-            message = f"not retraining on {pending.get('reason')}: inside the cooldown after the drift retraining of {format_time(last)} (until {until})"
+            message = f"not retraining on {pending.get('reason')}: inside the cooldown after the alert retraining of {format_time(last)} (until {until})"
             return _drop(decision, pending, "Cooldown", message, now_text)
 
     if ctx.training_in_flight or ctx.rollout_in_flight:
@@ -243,7 +263,7 @@ def decide(ctx: Context, status: dict[str, Any], now: dt.datetime) -> Decision:
 
     retrain["pending"] = None
     retrain["attempts"] = int(retrain.get("attempts") or 0) + 1
-    if trigger == TRIGGER_DRIFT:
+    if trigger in ALERT_TRIGGERS:
         retrain["lastDriftRetrainAt"] = now_text
     message = f"{trigger} retraining started: {pending.get('reason')}"
     _record(retrain, pending, STARTED, "RetrainStarted", message, now_text)
@@ -277,6 +297,7 @@ def context(resource: ModelDeployment, status: dict[str, Any], last_training: di
     monitoring = resource.spec.monitoring
     return Context(
         retrain_on_drift=monitoring.retrain_on_drift,
+        retrain_on_quality_drop=monitoring.feedback.retrain_on_quality_drop,
         cooldown_seconds=parse_duration(monitoring.cooldown),
         schedule=resource.spec.training.schedule,
         manual_request=(resource.metadata.annotations or {}).get(RETRAIN_ANNOTATION),

@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from modelship.monitoring import metrics as names
-from modelship.monitoring.rules import DRIFT_ALERT, DRIFTED_FEATURES_ANNOTATION
-from modelship.operator import http
+from modelship.monitoring.rules import DRIFT_ALERT, DRIFTED_FEATURES_ANNOTATION, QUALITY_DROP_ALERT
+from modelship.operator import http, retrain
 from modelship.operator.alerts import IGNORED, UNROUTED, UNWATCHED, AlertReceiver, WebhookPayload, drift_alert
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 LABELS = {"alertname": DRIFT_ALERT, "namespace": "team-a", names.LABEL_DEPLOYMENT: "housing", "model": "team-a-housing", "version": "3", "variant": "champion", "severity": "warning"}
+#: The labels the generated ModelshipQualityDrop rule gives its alerts.
+QUALITY_LABELS = {**LABELS, "alertname": QUALITY_DROP_ALERT, names.LABEL_METRIC: "mae", "component": "model"}
 
 
 def body(**alert) -> dict:
@@ -42,6 +44,15 @@ def test_the_payload_parses_into_what_the_policy_reads():
     assert not resolved.firing and resolved.ends_at == "2026-11-22T08:10:00Z"
 
 
+def test_a_quality_alert_parses_into_a_quality_request():
+    summary = "Live mae of team-a/housing is 0.93, past its threshold"
+    alert = drift_alert(WebhookPayload.model_validate(body(labels=QUALITY_LABELS, annotations={"summary": summary})).alerts[0])
+    assert (alert.trigger, alert.version, alert.features, alert.detail) == (retrain.TRIGGER_QUALITY, "3", "", summary)
+    update = retrain.record_alert({}, alert, "2026-11-22T08:00:00Z")
+    assert "drift" not in update and update["retrain"]["pending"]["trigger"] == "quality"
+    assert drift_alert(WebhookPayload.model_validate(body()).alerts[0]).trigger == retrain.TRIGGER_DRIFT
+
+
 @pytest.mark.parametrize("broken", [{"version": "3"}, {"alerts": [{"status": "firing"}]}, {"status": "pending"}, {"alerts": None}])
 def test_other_bodies_are_refused(broken):
     with pytest.raises(ValidationError):
@@ -55,6 +66,8 @@ def test_other_bodies_are_refused(broken):
         (LABELS, ["team-a"], ("team-a", "housing")),
         (LABELS, ["team-b"], UNWATCHED),
         ({**LABELS, "alertname": "ModelshipHighErrorRate"}, [], IGNORED),
+        (QUALITY_LABELS, [], ("team-a", "housing")),
+        (QUALITY_LABELS, ["team-b"], UNWATCHED),
         ({k: v for k, v in LABELS.items() if k != names.LABEL_DEPLOYMENT}, [], UNROUTED),
     ],
 )

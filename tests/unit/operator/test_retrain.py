@@ -1,5 +1,5 @@
 """The retrain policy as tables: alerts recorded on the status, and what each reconcile decides
-(retrainOnDrift, cooldown, dedupe, in-flight guard, global limit, schedule, manual requests);
+(retrainOnDrift, retrainOnQualityDrop, cooldown, dedupe, in-flight guard, global limit, schedule, manual requests);
 then the same through reconcile.plan (the Job it creates)."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
 NOW_TEXT = "2026-11-22T08:00:00Z"
 FIRING = retrain.DriftAlert(firing=True, fingerprint="f1", starts_at="2026-11-22T07:50:00Z", version="3", features="median_income=0.812")
 DRIFT_REQUEST = {"trigger": "drift", "reason": "drift", "fingerprint": "f1", "startsAt": FIRING.starts_at, "requestedAt": NOW_TEXT, "force": False}
+QUALITY = retrain.DriftAlert(firing=True, fingerprint="q1", starts_at="2026-11-22T07:55:00Z", version="3", trigger=retrain.TRIGGER_QUALITY, detail="Live mae of housing is 0.93, past its threshold")
+QUALITY_REQUEST = {**DRIFT_REQUEST, "trigger": "quality", "reason": "quality", "fingerprint": "q1", "startsAt": QUALITY.starts_at}
 
 
 def at(minutes_ago: float) -> str:
@@ -77,6 +79,45 @@ def test_handled_alerts_stay_bounded():
     assert len(handled) == HANDLED_ALERTS_LIMIT and handled[-1] == f"f{HANDLED_ALERTS_LIMIT + 4}@{NOW_TEXT}"
 
 
+def test_a_quality_alert_records_a_quality_request_and_leaves_drift_alone():
+    drift = {"active": False, "since": "2026-11-20T00:00:00Z", "resolvedAt": "2026-11-20T01:00:00Z"}
+    update = retrain.record_alert({"drift": drift}, QUALITY, NOW_TEXT)
+    assert "drift" not in update
+    pending = update["retrain"]["pending"]
+    assert (pending["trigger"], pending["fingerprint"], pending["startsAt"]) == ("quality", "q1", QUALITY.starts_at)
+    assert "ModelshipQualityDrop on version 3" in pending["reason"] and "0.93" in pending["reason"]
+    assert update["retrain"]["handledAlerts"] == ["q1@2026-11-22T07:55:00Z"]
+    ModelDeploymentStatus.model_validate(update)
+    # Dedupe like drift: the same fingerprint@startsAt again changes nothing, even after it was taken.
+    status = {"drift": drift, **update}
+    assert retrain.record_alert(status, QUALITY, NOW_TEXT) is None
+    status["retrain"]["pending"] = None
+    assert retrain.record_alert(status, QUALITY, "2026-11-22T08:30:00Z") is None
+
+
+@pytest.mark.parametrize(
+    ("pending", "first", "second", "expected_trigger"),
+    [
+        (None, FIRING, QUALITY, "quality"),  # the newer alert request replaces the older
+        (None, QUALITY, FIRING, "drift"),
+        ({"trigger": "manual", "reason": "asked", "requestedAt": NOW_TEXT, "force": True}, QUALITY, None, "manual"),
+    ],
+    ids=["quality after drift", "drift after quality", "manual kept"],
+)
+def test_alert_requests_replace_each_other_not_a_manual_one(pending, first, second, expected_trigger):
+    status: dict = {"retrain": {"pending": pending}} if pending else {}
+    for alert in (first, second):
+        if alert is not None:
+            status.update(retrain.record_alert(status, alert, NOW_TEXT))
+    assert status["retrain"]["pending"]["trigger"] == expected_trigger
+
+
+def test_a_resolved_quality_alert_changes_nothing():
+    resolved = retrain.DriftAlert(False, "q1", QUALITY.starts_at, "2026-11-22T08:10:00Z", trigger=retrain.TRIGGER_QUALITY)
+    status = {"drift": {"active": True, "since": QUALITY.starts_at}, **retrain.record_alert({}, QUALITY, NOW_TEXT)}
+    assert retrain.record_alert(status, resolved, NOW_TEXT) is None
+
+
 @pytest.mark.parametrize(
     ("drift", "resolved", "expected"),
     [
@@ -108,6 +149,15 @@ CASES = [
     ("manual waits", {"manual_request": "t1", "training_in_flight": True}, {}, retrain.DEFERRED, "InFlight", True),
     ("manual already handled", {"manual_request": "t1"}, {"lastManualRequest": "t1"}, None, None, False),
     ("nothing asked", {}, {}, None, None, False),
+    # The quality alert: gated by retrainOnQualityDrop, sharing the drift cooldown, dedupe and guards.
+    ("quality starts", {"retrain_on_quality_drop": True}, {"pending": QUALITY_REQUEST}, retrain.STARTED, "RetrainStarted", False),
+    ("quality disabled", {}, {"pending": QUALITY_REQUEST}, retrain.SKIPPED, "RetrainOnQualityDropDisabled", False),
+    ("quality ignores retrainOnDrift", {"retrain_on_drift": False, "retrain_on_quality_drop": True}, {"pending": QUALITY_REQUEST}, retrain.STARTED, "RetrainStarted", False),
+    ("drift ignores retrainOnQualityDrop", {"retrain_on_quality_drop": False}, {"pending": DRIFT_REQUEST}, retrain.STARTED, "RetrainStarted", False),
+    ("quality inside the shared cooldown", {"retrain_on_quality_drop": True}, {"pending": QUALITY_REQUEST, "lastDriftRetrainAt": at(30)}, retrain.SKIPPED, "Cooldown", False),
+    ("quality after cooldown", {"retrain_on_quality_drop": True}, {"pending": QUALITY_REQUEST, "lastDriftRetrainAt": at(61)}, retrain.STARTED, "RetrainStarted", False),
+    ("quality in flight", {"retrain_on_quality_drop": True, "training_in_flight": True}, {"pending": QUALITY_REQUEST}, retrain.DEFERRED, "InFlight", True),
+    ("quality global limit", {"retrain_on_quality_drop": True, "retrains_elsewhere": 2}, {"pending": QUALITY_REQUEST}, retrain.DEFERRED, "ConcurrencyLimit", True),
 ]
 
 
@@ -122,10 +172,16 @@ def test_decide(overrides, status, outcome, reason, kept):
     if outcome == retrain.STARTED:
         assert decision.attempt == 1 and decision.retrain["attempts"] == 1
         assert [n.reason for n in decision.notices] == ["RetrainStarted"]
-        started_drift = decision.start["trigger"] == "drift"
-        assert (decision.retrain.get("lastDriftRetrainAt") == NOW_TEXT) == started_drift
+        # Both alerts start the shared cooldown; manual and schedule retrainings do not.
+        started_by_alert = decision.start["trigger"] in ("drift", "quality")
+        assert (decision.retrain.get("lastDriftRetrainAt") == NOW_TEXT) == started_by_alert
+    if outcome is not None:
+        assert last["trigger"] == (status.get("pending") or {}).get("trigger", "manual")
+        assert all(last["trigger"] in n.message for n in decision.notices) or outcome == retrain.SKIPPED
     if outcome == retrain.SKIPPED:
         assert [n.reason for n in decision.notices] == ["RetrainSkipped"] and last["message"] in decision.notices[0].message
+    if reason == "RetrainOnQualityDropDisabled":
+        assert "retrainOnQualityDrop is false" in last["message"]
     if reason == "Cooldown":
         assert "cooldown" in last["message"] and "until 2026-11-22T08:30:00Z" in last["message"]
     ModelDeploymentStatus.model_validate({"retrain": decision.retrain})
@@ -273,6 +329,28 @@ def test_plan_without_retrain_on_drift_skips_with_an_event():
     assert [o for o in result.create if o["kind"] == "Job"] == []
     assert [e.reason for e in result.events if e.reason.startswith("Retrain")] == ["RetrainSkipped"]
     assert condition(result.status["conditions"], "DriftDetected")["status"] == "True"
+
+
+def test_plan_starts_a_quality_job_without_touching_drift():
+    resource = serving_resource(retrainOnDrift=False, feedback={"enabled": True, "retrainOnQualityDrop": True, "qualityThreshold": {"metric": "mae", "threshold": 0.8}})
+    result = plan(resource, serving_status(resource, **retrain.record_alert({}, QUALITY, NOW_TEXT)), Observed(serving={"1": ServingState("1", True)}), OperatorConfig(), NOW)
+    jobs = [o for o in result.create if o["kind"] == "Job"]
+    assert len(jobs) == 1 and jobs[0]["metadata"]["annotations"]["modelship.io/trigger"] == "quality"
+    env = {e["name"]: e.get("value") for e in jobs[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELSHIP_TRIGGER"] == "quality" and "ModelshipQualityDrop" in env["MODELSHIP_RETRAIN_REASON"] and "MODELSHIP_FORCE" not in env
+    assert result.status["lastTraining"]["trigger"] == "quality" and result.status["retrain"]["lastDriftRetrainAt"] == NOW_TEXT
+    assert condition(result.status["conditions"], "DriftDetected")["status"] == "False" and "drift" not in result.status
+    assert [e.message for e in result.events if e.reason == "RetrainStarted"][0].startswith("quality retraining started")
+    ModelDeploymentStatus.model_validate(result.status)
+
+
+def test_plan_without_retrain_on_quality_drop_skips_with_an_event():
+    resource = serving_resource(feedback={"enabled": True})
+    result = plan(resource, serving_status(resource, **retrain.record_alert({}, QUALITY, NOW_TEXT)), Observed(serving={"1": ServingState("1", True)}), OperatorConfig(), NOW)
+    assert [o for o in result.create if o["kind"] == "Job"] == []
+    skipped = [e for e in result.events if e.reason == "RetrainSkipped"]
+    assert len(skipped) == 1 and "retrainOnQualityDrop is false" in skipped[0].message
+    assert condition(result.status["conditions"], "DriftDetected")["status"] == "False"
 
 
 def test_retraining_job_names_fit_a_label_value():

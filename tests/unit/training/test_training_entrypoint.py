@@ -128,7 +128,7 @@ def test_unknown_trigger_is_invalid_input(tmp_path: Path, capsys):
 
     code = main(file=None, spec_json=json.dumps(SPEC), tracking_uri="sqlite:///unused.db", model_name="m", trigger="cron", result_path=str(tmp_path / "r.json"))
     assert code == 2
-    assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'cron' is not one of spec, schedule, drift, manual"
+    assert json.loads((tmp_path / "r.json").read_text())["reason"] == "--trigger (MODELSHIP_TRIGGER) 'cron' is not one of spec, schedule, drift, quality, manual"
     assert capsys.readouterr().out.strip().splitlines()[-1] == (tmp_path / "r.json").read_text()
 
 

@@ -22,7 +22,7 @@ def train(
     namespace: Optional[str] = typer.Option(None, "--namespace", envvar="MODELSHIP_NAMESPACE", help="ModelDeployment namespace (lineage tag modelship.io/namespace)."),
     generation: Optional[str] = typer.Option(None, "--generation", envvar="MODELSHIP_GENERATION", help="Spec generation trained (lineage tag modelship.io/generation)."),
     job_name: Optional[str] = typer.Option(None, "--job-name", envvar="MODELSHIP_JOB_NAME", help="Training Job name (lineage tag modelship.io/job; also the MLflow run name)."),
-    trigger: Optional[str] = typer.Option(None, "--trigger", envvar="MODELSHIP_TRIGGER", help="Why this training runs: spec, schedule, drift or manual (lineage tag modelship.io/trigger)."),
+    trigger: Optional[str] = typer.Option(None, "--trigger", envvar="MODELSHIP_TRIGGER", help="Why this training runs: spec, schedule, drift, quality or manual (lineage tag modelship.io/trigger)."),
     retrain_reason: Optional[str] = typer.Option(None, "--retrain-reason", envvar="MODELSHIP_RETRAIN_REASON", help="Why a retraining runs (for drift: the alert's drifted features), logged to the MLflow run (tag modelship.io/retrain-reason, artifact retrain-trigger.json)."),
     force: bool = typer.Option(False, "--force", envvar="MODELSHIP_FORCE", help="Train a schedule or drift retraining even when the data bytes equal the champion's."),
     result_path: str = typer.Option("/dev/termination-log", "--result-path", envvar="MODELSHIP_RESULT_PATH", help="Where the result JSON is written (the pod's termination message); skipped with a note when it cannot be."),

@@ -27,9 +27,9 @@ from modelship.training.errors import InvalidInput
 
 DEFAULT_RESULT_PATH = "/dev/termination-log"
 #: Why a training runs (lineage tag ``modelship.io/trigger``).
-TRIGGERS = ("spec", "schedule", "drift", "manual")
+TRIGGERS = ("spec", "schedule", "drift", "quality", "manual")
 #: Triggers that skip training when the data bytes equal the champion's (unless forced).
-UNCHANGED_DATA_SKIPS = ("schedule", "drift")
+UNCHANGED_DATA_SKIPS = ("schedule", "drift", "quality")
 CONTRACT_METRICS = set(REGRESSION_METRICS + CLASSIFICATION_METRICS)
 _EXIT = {
     TrainingOutcome.succeeded.value: ExitCode.ok,
