@@ -33,6 +33,7 @@ sys.path[:0] = [str(REPO / "hack" / "test-cluster"), str(REPO / "tests" / "suppo
 
 import servingkit  # noqa: E402
 import testcluster  # noqa: E402
+from resources import model_deployment  # noqa: E402
 from servers import AlertmanagerServer, MlflowServer, OperatorProcess, PrometheusServer  # noqa: E402
 
 from modelship.monitoring import alertmanager, rules  # noqa: E402
@@ -44,17 +45,7 @@ DRIFT = {"method": "psi", "threshold": 0.2, "driftShare": 0.5, "windowSize": 100
 
 
 def resource(name: str, namespace: str, retrain: bool) -> dict:
-    return {
-        "apiVersion": "modelship.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "task": "regression",
-            "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"},
-            "rollout": {"strategy": "immediate"},
-            "monitoring": {"drift": DRIFT, "retrainOnDrift": retrain, "cooldown": "1s"},
-        },
-    }
+    return model_deployment(name, namespace, rollout={"strategy": "immediate"}, monitoring={"drift": DRIFT, "retrainOnDrift": retrain, "cooldown": "1s"})
 
 
 def alert(namespace: str, name: str, fingerprint: str) -> dict:

@@ -41,18 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "hack" / "test-cluster"), str(REPO / "tests" / "support")]
 
 import testcluster  # noqa: E402
+from resources import model_deployment  # noqa: E402
 from servers import MlflowServer, OperatorProcess  # noqa: E402
 
 CRD = REPO / "manifests" / "crds" / "modelship.io_modeldeployments.yaml"
 
 
 def resource(name: str, namespace: str) -> dict:
-    return {
-        "apiVersion": "modelship.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"task": "regression", "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"}, "rollout": {"strategy": "immediate"}},
-    }
+    return model_deployment(name, namespace, rollout={"strategy": "immediate"})
 
 
 def rss_mib(pid: int) -> float:
@@ -159,18 +155,9 @@ ROLLOUT_STEPS = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"},
 
 
 def rollout_resource(name: str, namespace: str) -> dict:
-    return {
-        "apiVersion": "modelship.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "task": "regression",
-            "dataset": {"uri": "builtin:sklearn/diabetes", "target": "target"},
-            "serving": {"replicas": 1},
-            # Manual approval: after the last step every resource keeps being analysed.
-            "rollout": {"strategy": "canary", "canary": {"steps": ROLLOUT_STEPS}, "analysis": {"interval": "5s", "minRequests": 1}, "approval": "manual"},
-        },
-    }
+    # Manual approval: after the last step every resource keeps being analysed.
+    rollout = {"strategy": "canary", "canary": {"steps": ROLLOUT_STEPS}, "analysis": {"interval": "5s", "minRequests": 1}, "approval": "manual"}
+    return model_deployment(name, namespace, serving={"replicas": 1}, rollout=rollout)
 
 
 def synthetic_series(namespace: str, models: list[str]) -> dict:

@@ -32,6 +32,7 @@ from modelship.monitoring import alertmanager, rules
 from modelship.monitoring import metrics as names
 from modelship.operator.conditions import condition
 from modelship.operator.retrain import parse_time
+from resources import model_deployment
 from servers import AlertmanagerServer, OperatorProcess, PrometheusServer
 from test_operator import CRD, mlflow_server, service_account_kubeconfig  # noqa: F401  (fixture)
 
@@ -55,19 +56,11 @@ def write_dataset(path: Path, seed: int) -> None:
 
 
 def resource(namespace: str, data: Path, **monitoring) -> dict:
-    return {
-        "apiVersion": "modelship.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "task": "regression",
-            "dataset": {"uri": data.as_uri(), "target": "target"},
-            "training": {"framework": "sklearn", "estimator": "ridge"},
-            "serving": {"replicas": 1},
-            "rollout": {"strategy": "immediate"},
-            "monitoring": {"drift": DRIFT, "retrainOnDrift": True, "cooldown": f"{COOLDOWN_SECONDS}s", **monitoring},
-        },
-    }
+    return model_deployment(
+        NAME, namespace, dataset={"uri": data.as_uri(), "target": "target"},
+        training={"framework": "sklearn", "estimator": "ridge"}, serving={"replicas": 1}, rollout={"strategy": "immediate"},
+        monitoring={"drift": DRIFT, "retrainOnDrift": True, "cooldown": f"{COOLDOWN_SECONDS}s", **monitoring},
+    )
 
 
 @pytest.fixture

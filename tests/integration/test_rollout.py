@@ -29,6 +29,7 @@ import httpx
 import pytest
 from serving import servingkit
 import yaml
+from resources import model_deployment
 from servers import OperatorProcess, PrometheusServer
 
 from integration.test_operator import CRD, mlflow_server, service_account_kubeconfig  # noqa: F401  (mlflow_server is a fixture)
@@ -45,25 +46,19 @@ STEPS = [{"weight": 20, "pause": "6s"}, {"weight": 60, "pause": "6s"}, {"weight"
 
 
 def resource(namespace: str, alpha: float, approval: str = "auto") -> dict:
-    return {
-        "apiVersion": "modelship.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "task": "regression",
-            "dataset": {"uri": CALIFORNIA_HOUSING.as_uri(), "target": "median_house_value"},
-            # A ridge regression trains in seconds; its served copy fails or slows on request.
-            "training": {"framework": "sklearn", "estimator": faultymodels.ESTIMATOR, "hyperparameters": {"alpha": alpha}},
-            "serving": {"replicas": 1},
-            "rollout": {
-                "strategy": "canary",
-                "canary": {"steps": STEPS},
-                "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 250, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "90s"},
-                "approval": approval,
-                "rollbackWindow": "10m",
-            },
+    return model_deployment(
+        NAME, namespace, dataset={"uri": CALIFORNIA_HOUSING.as_uri(), "target": "median_house_value"},
+        # A ridge regression trains in seconds; its served copy fails or slows on request.
+        training={"framework": "sklearn", "estimator": faultymodels.ESTIMATOR, "hyperparameters": {"alpha": alpha}},
+        serving={"replicas": 1},
+        rollout={
+            "strategy": "canary",
+            "canary": {"steps": STEPS},
+            "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 250, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "90s"},
+            "approval": approval,
+            "rollbackWindow": "10m",
         },
-    }
+    )
 
 
 class Fleet:
