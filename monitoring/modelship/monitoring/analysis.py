@@ -58,3 +58,40 @@ def render_template(template: str, namespace: str, model: str, version: str, win
 def window_of(seconds: float) -> str:
     """A PromQL range for a step that has run ``seconds`` (whole seconds, at least 10)."""
     return f"{max(int(seconds), 10)}s"
+
+
+# --- live quality of A/B variants (ground-truth feedback; modelship.monitoring.significance) ---
+
+
+def _quality_selector(namespace: str, model: str, versions: tuple[str, ...] = ()) -> str:
+    """Without ``versions`` every version of the model; with them only those (an A/B test's
+    variants, so a retrained challenger's predecessor, late feedback and all, stays out)."""
+    selector = f"namespace={_quote(namespace)}, {m.LABEL_MODEL}={_quote(model)}"
+    if versions:
+        selector += f", {m.LABEL_VERSION}=~{_quote('|'.join(re.escape(v) for v in sorted(versions)))}"
+    return selector
+
+
+def _window_delta(series: str, window: str) -> str:
+    """How much each counter series grew within ``window``, WITHOUT ``increase()``'s
+    extrapolation: that scales the counts up when a series is younger than the window (a fresh
+    A/B test), which would make the test overconfident. The servers create their counters at 0,
+    so a young series' growth is exact; a counter reset inside the window undercounts (fewer
+    labels: the test only gets more cautious)."""
+    return f"(max_over_time({series}[{window}]) - min_over_time({series}[{window}]))"
+
+
+def accuracy_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW, versions: tuple[str, ...] = ()) -> dict[str, str]:
+    """Per-variant labelled predictions by outcome over ``window``."""
+    series = f"{m.LABELLED_PREDICTIONS_TOTAL}{{{_quality_selector(namespace, model, versions)}}}"
+    return {"byOutcome": f"sum by ({m.LABEL_VARIANT}, {m.LABEL_OUTCOME}) {_window_delta(series, window)}"}
+
+
+def error_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW, versions: tuple[str, ...] = ()) -> dict[str, str]:
+    """Per-variant count, sum and sum of squares of the absolute error over ``window``."""
+    selector = _quality_selector(namespace, model, versions)
+    return {
+        "count": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_count{{{selector}}}', window)}",
+        "sum": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_sum{{{selector}}}', window)}",
+        "squares": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_SQUARED_ERROR_TOTAL}{{{selector}}}', window)}",
+    }

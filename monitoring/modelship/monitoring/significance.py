@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from modelship.monitoring import metrics as m
+# The PromQL lives beside the canary analysis's; imported here for compare_variants and callers.
+from modelship.monitoring.analysis import accuracy_queries, error_queries  # noqa: F401
 
 #: Verdicts of a :class:`Comparison`.
 B_BETTER = "BBetter"
@@ -167,37 +169,6 @@ def _beta_fraction(x: float, a: float, b: float, iterations: int = 300, epsilon:
     return result
 
 
-# --- the PromQL that feeds the tests ---------------------------------------------------------
-
-def _selector(namespace: str, model: str) -> str:
-    return f'namespace="{namespace}", {m.LABEL_MODEL}="{model}"'
-
-
-def _window_delta(series: str, window: str) -> str:
-    """How much each counter series grew within ``window``, WITHOUT ``increase()``'s
-    extrapolation: that scales the counts up when a series is younger than the window (a fresh
-    A/B test), which would make the test overconfident. The servers create their counters at 0,
-    so a young series' growth is exact; a counter reset inside the window undercounts (fewer
-    labels: the test only gets more cautious)."""
-    return f"(max_over_time({series}[{window}]) - min_over_time({series}[{window}]))"
-
-
-def accuracy_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW) -> dict[str, str]:
-    """Per-variant labelled predictions by outcome over ``window``."""
-    series = f"{m.LABELLED_PREDICTIONS_TOTAL}{{{_selector(namespace, model)}}}"
-    return {"byOutcome": f"sum by ({m.LABEL_VARIANT}, {m.LABEL_OUTCOME}) {_window_delta(series, window)}"}
-
-
-def error_queries(namespace: str, model: str, window: str = m.QUALITY_WINDOW) -> dict[str, str]:
-    """Per-variant count, sum and sum of squares of the absolute error over ``window``."""
-    selector = _selector(namespace, model)
-    return {
-        "count": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_count{{{selector}}}', window)}",
-        "sum": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_ABSOLUTE_ERROR}_sum{{{selector}}}', window)}",
-        "squares": f"sum by ({m.LABEL_VARIANT}) {_window_delta(f'{m.PREDICTION_SQUARED_ERROR_TOTAL}{{{selector}}}', window)}",
-    }
-
-
 def _values(vector: list[dict[str, Any]], *labels: str) -> dict[tuple[str, ...], float]:
     return {tuple(series["metric"].get(label, "") for label in labels): float(series["value"][1]) for series in vector}
 
@@ -226,6 +197,7 @@ def compare_variants(
     b: str,
     alpha: float = 0.05,
     min_labels: int = 30,
+    window: str = m.QUALITY_WINDOW,
 ) -> Comparison:
     """Variant ``b`` against ``a`` of one model on live quality, for the A/B status.
 
@@ -233,8 +205,8 @@ def compare_variants(
     operator's Prometheus client); a variant without labelled predictions counts as zero, so
     the verdict is ``TooFewLabels`` rather than an error."""
     if task == "classification":
-        accuracy = accuracy_from_vectors(query(accuracy_queries(namespace, model)["byOutcome"]))
+        accuracy = accuracy_from_vectors(query(accuracy_queries(namespace, model, window)["byOutcome"]))
         return compare_accuracy(accuracy.get(a, VariantAccuracy(a, 0, 0)), accuracy.get(b, VariantAccuracy(b, 0, 0)), alpha, min_labels)
-    queries = error_queries(namespace, model)
+    queries = error_queries(namespace, model, window)
     errors = errors_from_vectors(query(queries["count"]), query(queries["sum"]), query(queries["squares"]))
     return compare_errors(errors.get(a, VariantErrors(a, 0, 0, 0)), errors.get(b, VariantErrors(b, 0, 0, 0)), alpha, min_labels)

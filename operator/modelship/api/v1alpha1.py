@@ -526,6 +526,15 @@ class AbTestSpec(ApiModel):
     """Weighted variants served side by side."""
 
     variants: list[AbVariant] = Field(..., max_length=10, description="At least two variants whose weights sum to 100.")
+    # Read only with monitoring.feedback enabled: live quality needs ground-truth labels.
+    alpha: float = Field(
+        0.05, gt=0, lt=1,
+        description="Significance level of the live-quality comparison (with monitoring.feedback): a difference is significant when its p-value is below it.",
+    )
+    min_labels: int = Field(
+        100, ge=2,
+        description="Labelled predictions each variant needs before its live quality is compared (with monitoring.feedback).",
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -913,6 +922,33 @@ class RolloutPhase(str, Enum):
     rolled_back = "RolledBack"  #: the candidate was taken out of traffic
 
 
+class QualityVerdict(str, Enum):
+    """How a variant's live quality compares with the baseline variant's."""
+
+    better = "Better"  #: significantly better than the baseline
+    worse = "Worse"  #: significantly worse than the baseline
+    no_difference = "NoSignificantDifference"  #: enough labels, but the difference may be noise
+    too_few_labels = "TooFewLabels"  #: a variant has fewer than abTest.minLabels labelled predictions
+    error = "Error"  #: Prometheus unreachable or refusing the query
+
+
+class QualityComparison(ApiModel):
+    """A variant's live quality against the baseline variant's, over the whole A/B test so far."""
+
+    baseline: str = Field(..., description="The variant compared with: the one serving the champion, else the first.")
+    metric: str = Field(..., description="accuracy (classification; higher is better) or mae (regression; lower is better).")
+    test: str | None = Field(None, description="twoProportionZ (accuracy) or welchT (mean absolute error).")
+    difference: float | None = Field(None, description="This variant's value minus the baseline's.")
+    statistic: float | None = Field(None, description="z or t.")
+    p_value: float | None = Field(None, description="Two-sided p-value.")
+    alpha: float = Field(..., description="Significance level (abTest.alpha).")
+    min_labels: int = Field(..., description="Labelled predictions each variant needs (abTest.minLabels).")
+    significant: bool = Field(False, description="p-value below alpha with enough labels on both sides.")
+    verdict: QualityVerdict = Field(..., description="Better, Worse, NoSignificantDifference, TooFewLabels or Error.")
+    significant_since: str | None = Field(None, description="When the difference first became significant in this A/B test (RFC 3339).")
+    message: str = Field("", description="The verdict for people.")
+
+
 class VariantStatus(ApiModel):
     """One arm of an A/B test, with its live metrics over the last analysis window."""
 
@@ -923,6 +959,12 @@ class VariantStatus(ApiModel):
     requests: float | None = Field(None, description="Requests its version answered in the window.")
     error_rate: float | None = Field(None, description="Share of those that failed with a server error.")
     latency_p95: float | None = Field(None, description="95th-percentile latency in seconds.")
+    # Live quality from ground-truth feedback (monitoring.feedback), over the whole A/B test so far.
+    labelled: int | None = Field(None, ge=0, description="Its predictions that received a label or true value since the A/B test began.")
+    accuracy: float | None = Field(None, description="Share of those that were right (classification).")
+    mae: float | None = Field(None, description="Mean absolute error of those (regression).")
+    rmse: float | None = Field(None, description="Root mean squared error of those (regression).")
+    comparison: QualityComparison | None = Field(None, description="Live quality against the baseline variant (absent on the baseline itself).")
 
 
 class RolloutStatus(ApiModel):
@@ -947,6 +989,8 @@ class RolloutStatus(ApiModel):
     warm_until: str | None = Field(None, description="When the previous champion is removed (RFC 3339).")
     retire_at: str | None = Field(None, description="When a rolled-back candidate's pods are removed (RFC 3339).")
     variants: list[VariantStatus] | None = Field(None, description="Arms of the A/B test in flight, with their metrics.")
+    ab_started_at: str | None = Field(None, description="When the A/B test in flight began (RFC 3339); live quality is compared from then on.")
+    quality_checked_at: str | None = Field(None, description="When the variants' live quality was last read from Prometheus (RFC 3339).")
 
 
 class ModelDeploymentStatus(ApiModel):

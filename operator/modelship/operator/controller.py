@@ -21,7 +21,9 @@ from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors, parse_duration
 from modelship.api.names import TRIGGER_ANNOTATION
+from modelship.api.v1alpha1 import RolloutStatus
 from modelship.operator import failpoints, metrics, registry, retrain, rollout
+from modelship.operator.abquality import QualitySample
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
@@ -243,11 +245,12 @@ class Controller:
         step_started = rollout.analysis_due(resource.spec.rollout, state, now)
         if step_started is not None and state and state.candidate:
             sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
-        variant_samples = None
+        variant_samples = quality = None
         if rollout.ab_analysis_due(resource.spec.rollout, state, now):
             variant_samples = await self._measure_variants(resource, status, now)
+            quality = await self._measure_quality(resource, status, state, now)
         observed.retrains_elsewhere = len(self.retraining - {(namespace, name)})
-        decision = plan(resource, status, observed, self.config, now, sample, variant_samples)
+        decision = plan(resource, status, observed, self.config, now, sample, variant_samples, quality)
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
@@ -288,6 +291,15 @@ class Controller:
         window = dt.timedelta(seconds=max(2 * parse_duration(resource.spec.rollout.analysis.interval), 30))
         samples = await asyncio.gather(*(self.prometheus.measure(resource, version, now - window, now) for version in sorted(versions)))
         return dict(zip(sorted(versions), samples))
+
+    async def _measure_quality(self, resource: ModelDeployment, status: dict[str, Any], state: RolloutStatus | None, now: dt.datetime) -> QualitySample | None:
+        """The A/B variants' live quality since the test began, when feedback gives any."""
+        started = rollout.parse_time(state.ab_started_at if state else None)
+        if not resource.spec.monitoring.feedback.enabled or started is None:
+            return None
+        candidate = candidate_version(status, status.get("lastTraining") or {})
+        versions = tuple(sorted({version for _, version in rollout.resolve_variants(resource.spec.rollout, status.get("championVersion"), candidate)}))
+        return await self.prometheus.quality(resource, versions, started, now)
 
     def _track_retraining(self, key: Key, last_training: dict[str, Any]) -> None:
         if retrain.retraining(last_training):

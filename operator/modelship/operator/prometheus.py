@@ -10,8 +10,10 @@ import math
 
 import httpx
 
-from modelship.api.v1alpha1 import ModelDeployment
+from modelship.api.v1alpha1 import ModelDeployment, Task
 from modelship.monitoring import analysis as queries
+from modelship.monitoring import significance
+from modelship.operator.abquality import QualitySample
 from modelship.operator.rollout import AnalysisSample, Measurement
 
 
@@ -30,6 +32,40 @@ class PrometheusClient:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    async def vector(self, name: str, expr: str) -> tuple[list[dict], str | None]:
+        """The instant vector ``expr`` yields now, or why there is none."""
+        if not self.url:
+            return [], "no Prometheus configured (MODELSHIP_PROMETHEUS_URL)"
+        try:
+            response = await self._http().get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=self.timeout)
+            answer = response.json()
+        except httpx.HTTPError as error:
+            return [], f"Prometheus unreachable: {type(error).__name__}: {error}"[:300]
+        except ValueError:
+            return [], f"Prometheus answered {response.status_code} without JSON"
+        if answer.get("status") != "success":
+            return [], f"Prometheus refused the query of {name}: {answer.get('error', response.status_code)}"[:300]
+        data = answer.get("data") or {}
+        if data.get("resultType") != "vector":
+            return [], f"the query of {name} returned a {data.get('resultType')}, not a vector"
+        return data.get("result") or [], None
+
+    async def quality(self, resource: ModelDeployment, versions: tuple[str, ...], since: dt.datetime, now: dt.datetime) -> QualitySample:
+        """Each A/B variant's labelled predictions (their outcomes, or absolute errors) since the
+        A/B test began; no series is zero labels, not an error."""
+        namespace = resource.metadata.namespace or "default"
+        model = resource.registered_model_name
+        task = Task(resource.spec.task).value
+        window = queries.window_of((now - since).total_seconds())
+        if task == Task.classification.value:
+            by_outcome, error = await self.vector("labelled predictions", queries.accuracy_queries(namespace, model, window, versions)["byOutcome"])
+            return QualitySample(now, task, accuracy=significance.accuracy_from_vectors(by_outcome), error=error)
+        wanted = queries.error_queries(namespace, model, window, versions)
+        answers = await asyncio.gather(*(self.vector(f"absolute errors ({key})", wanted[key]) for key in ("count", "sum", "squares")))
+        error = next((e for _, e in answers if e), None)
+        errors = {} if error else significance.errors_from_vectors(*(vector for vector, _ in answers))
+        return QualitySample(now, task, errors=errors, error=error)
 
     async def value(self, name: str, expr: str) -> Measurement:
         """The single value ``expr`` yields now; no series → no value; more than one → an error."""

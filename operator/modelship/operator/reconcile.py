@@ -123,15 +123,17 @@ def plan(
     now: dt.datetime,
     sample: rollout.AnalysisSample | None = None,
     variant_samples: dict[str, rollout.AnalysisSample] | None = None,
+    quality: rollout.QualitySample | None = None,
 ) -> Plan:
     """Everything that should change for ``resource``; ``status`` is its current status (wire
     form); ``sample`` is the candidate's analysis when :func:`rollout.analysis_due` said so, and
-    ``variant_samples`` each A/B version's when :func:`rollout.ab_analysis_due` did."""
+    ``variant_samples`` each A/B version's when :func:`rollout.ab_analysis_due` did, and
+    ``quality`` the A/B variants' live quality then (with feedback on)."""
     result = Plan()
     status = copy.deepcopy(status or {})
     conditions = Conditions(status.get("conditions") or [], rollout.timestamp(now), resource.metadata.generation)
     training = plan_training(resource, status, observed, config, now, result, conditions)
-    decision = plan_rollout(resource, status, observed, config, now, sample, training, result, conditions, variant_samples)
+    decision = plan_rollout(resource, status, observed, config, now, sample, training, result, conditions, variant_samples, quality)
     plan_status(resource, status, observed, config, training, decision, result, conditions)
     return result
 
@@ -227,6 +229,7 @@ def plan_rollout(
     result: Plan,
     conditions: Conditions,
     variant_samples: dict[str, rollout.AnalysisSample] | None = None,
+    quality: rollout.QualitySample | None = None,
 ) -> rollout.RolloutDecision:
     """Serving objects of every version that takes part, the route's split, and promotion."""
     champion = status.get("championVersion")
@@ -244,6 +247,7 @@ def plan_rollout(
         rollout.Settings(retain_rolled_back=config.retain_rolled_back_seconds),
         frozenset(version for version, state in observed.serving.items() if state.ready),
         variant_samples,
+        quality,
     )
     for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)

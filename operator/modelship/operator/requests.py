@@ -61,6 +61,19 @@ def promote_request(body: dict[str, Any], variant: str) -> tuple[str, str]:
     return names.PROMOTE_ANNOTATION, f"{variant}:{arms[variant]}"
 
 
+def live_quality(arm: dict[str, Any]) -> str:
+    """A variant's labelled predictions, their accuracy or errors, and its comparison with the
+    baseline variant (status.rollout.variants[]), for people; empty without feedback."""
+    if arm.get("labelled") is None:
+        return ""
+    figures = [f"{arm['labelled']:,} labelled"] + [f"{label} {arm[key]:.4g}" for key, label in (("accuracy", "accuracy"), ("mae", "MAE"), ("rmse", "RMSE")) if arm.get(key) is not None]
+    text = ", ".join(figures)
+    comparison = arm.get("comparison")
+    if comparison:
+        text += f"; vs {comparison['baseline']}: {comparison['verdict']}: {comparison.get('message') or ''}".rstrip(": ")
+    return text
+
+
 def describe(body: dict[str, Any]) -> str:
     """The rollout for people: phase, traffic, the current step, the last checks, what it waits for."""
     meta = body["metadata"]
@@ -92,6 +105,9 @@ def describe(body: dict[str, Any]) -> str:
             )
             pinned = f", header {arm['header']}" if arm.get("header") else ""
             lines.append(f"  variant:   {arm['name']} → version {arm['version']} ({arm['weight']}%{pinned}) {figures}".rstrip())
+            quality = live_quality(arm)
+            if quality:
+                lines.append(f"             live quality: {quality}")
         if rollout.get("previousChampion"):
             lines.append(f"  previous:  version {rollout['previousChampion']} (warm until {rollout.get('warmUntil') or '-'}; `modelship rollback {meta['name']}`)")
         if rollout.get("message"):

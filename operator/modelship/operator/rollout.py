@@ -33,6 +33,8 @@ from modelship.api.v1alpha1 import (
     Verdict,
 )
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+from modelship.operator import abquality
+from modelship.operator.abquality import QualitySample
 from modelship.operator.events import Event
 from modelship.operator.traffic import HeaderRoute, Mirror
 
@@ -220,16 +222,18 @@ def decide(
     settings: Settings = Settings(),
     ready_versions: frozenset[str] = frozenset(),
     variant_samples: dict[str, AnalysisSample] | None = None,
+    quality: QualitySample | None = None,
 ) -> RolloutDecision:
     """The traffic split and the rollout's next state; ``ready_versions`` are the versions whose
-    pods are ready (a rollback waits for the previous champion's)."""
+    pods are ready (a rollback waits for the previous champion's); ``quality`` the A/B variants'
+    live quality when feedback is on and it was measured."""
     state = state.model_copy(deep=True) if state else RolloutStatus()
     if champion and requests.rollback == champion and state.previous_champion and state.previous_champion != champion:
         return _roll_back_promotion(spec, state, champion, now, settings, state.previous_champion in ready_versions)
     if spec.strategy == RolloutStrategy.ab_test.value and spec.ab_test is not None and champion:
         resolved = resolve_variants(spec, champion, candidate)
         if any(version != champion for _, version in resolved):
-            return _ab_test(spec, state, champion, candidate, resolved, now, requests, ready_versions, variant_samples or {})
+            return _ab_test(spec, state, champion, candidate, resolved, now, requests, ready_versions, variant_samples or {}, quality)
     if candidate is None:
         return _steady(state, champion, now)
     if state.candidate != candidate or state.phase not in IN_FLIGHT:
@@ -544,20 +548,24 @@ def _ab_test(
     requests: UserRequests,
     ready_versions: frozenset[str],
     samples: dict[str, AnalysisSample],
+    quality: QualitySample | None = None,
 ) -> RolloutDecision:
     """Variants side by side: header matches pin requests, the rest split by weight; live
-    metrics per variant in status; nothing is promoted until a person promotes a variant."""
+    metrics per variant in status, and live quality compared with the baseline variant
+    (:mod:`abquality`); nothing is promoted until a person promotes a variant."""
     notices: list[Event] = []
     arms = ", ".join(f"{v.name} → version {version} ({v.weight}%)" for v, version in resolved)
     if state.phase != RolloutPhase.ab_testing.value or state.candidate != candidate:
         state = RolloutStatus(candidate=candidate, phase=RolloutPhase.ab_testing, previous_champion=state.previous_champion, warm_until=state.warm_until)
         notices.append(Event("Normal", "ABTestStarted", f"A/B test: {arms}"))
+    if not state.ab_started_at:
+        state.ab_started_at = timestamp(now)
     if requests.promote:
         name, _, version = requests.promote.partition(":")
         chosen = next((ver for v, ver in resolved if v.name == name and ver == version), None)
         if chosen and chosen != champion:
             decision = _promote(spec, state, champion, chosen, now, f"variant {name} promoted by request")
-            decision.rollout.variants = None
+            decision.rollout.variants = decision.rollout.ab_started_at = decision.rollout.quality_checked_at = None
             decision.notices[:0] = notices
             return decision
     previous = {(v.name, v.version): v for v in state.variants or []}
@@ -571,7 +579,12 @@ def _ab_test(
             measured = (sample.get(CHECK_REQUESTS).value, sample.get(CHECK_ERROR_RATE).value, sample.get(CHECK_LATENCY_P95).value)
         header = f"{variant.header_match.name}={variant.header_match.value}" if variant.header_match else None
         variants.append(VariantStatus(name=variant.name, version=version, weight=variant.weight, header=header, requests=_finite(measured[0]), error_rate=_finite(measured[1]), latency_p95=_finite(measured[2])))
-    state.variants = variants
+    stamp = timestamp(now)
+    assert spec.ab_test is not None
+    state.variants, significant = abquality.assess(variants, abquality.baseline(resolved), quality, state.variants or [], spec.ab_test.alpha, spec.ab_test.min_labels, stamp)
+    notices += significant
+    if quality is not None:
+        state.quality_checked_at = stamp
     if samples:
         state.last_analysis_at = timestamp(now, precise=True)
     keep: dict[str, int | None] = {version: None for _, version in resolved}

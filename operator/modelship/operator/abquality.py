@@ -1,0 +1,165 @@
+"""Live quality of an A/B test's variants, compared for a person: is the difference between a
+variant and the baseline real, or noise of too few labels? Pure: the counts Prometheus gave (a
+:class:`QualitySample`), the variants, the previous status in; per-variant status fields, a
+comparison and Events out. Nothing here promotes: an A/B test waits for ``modelship promote``.
+
+* Baseline: the variant serving the champion (``modelVersion: champion``), else the first one;
+  every other variant is compared with it (control against each treatment, as experiment
+  platforms do), never variants with each other.
+* Window: the whole A/B test so far (``status.rollout.abStartedAt`` to now). Labels trickle in
+  long after the predictions, so a sliding window would forget most of them; and a test over
+  everything collected is the one whose labelled counts a person can check against what was sent.
+* The tests (:mod:`modelship.monitoring.significance`): a two-proportion z-test of accuracy for
+  classification, Welch's t-test of the mean absolute error for regression, two-sided, at
+  ``abTest.alpha``, and only once both variants have ``abTest.minLabels`` labels.
+* Reading the p-value at every analysis interval is peeking: with many looks a no-difference
+  test crosses alpha now and then. ``minLabels`` guards the early looks; the Event says when it
+  first became significant, and the status keeps saying whether it still is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+
+from modelship.api.v1alpha1 import AbVariant, QualityComparison, QualityVerdict, VariantStatus
+from modelship.monitoring import significance
+from modelship.monitoring.significance import VariantAccuracy, VariantErrors
+from modelship.operator.events import Event
+
+CLASSIFICATION = "classification"
+#: ``comparison.test`` values.
+TEST_ACCURACY = "twoProportionZ"
+TEST_ERROR = "welchT"
+#: Event reason when a comparison first becomes significant.
+SIGNIFICANT = "ABTestSignificant"
+
+_VERDICTS = {
+    significance.B_BETTER: QualityVerdict.better,
+    significance.A_BETTER: QualityVerdict.worse,
+    significance.NO_DIFFERENCE: QualityVerdict.no_difference,
+    significance.TOO_FEW_LABELS: QualityVerdict.too_few_labels,
+}
+
+
+@dataclass(frozen=True)
+class QualitySample:
+    """Labelled predictions per variant since the A/B test began, as Prometheus counted them."""
+
+    at: dt.datetime
+    task: str
+    #: Classification: variant → correct and labelled predictions.
+    accuracy: dict[str, VariantAccuracy] = field(default_factory=dict)
+    #: Regression: variant → count, sum and sum of squares of the absolute error.
+    errors: dict[str, VariantErrors] = field(default_factory=dict)
+    #: Prometheus unreachable or refusing a query: nothing measured.
+    error: str | None = None
+
+
+def baseline(resolved: list[tuple[AbVariant, str]]) -> str:
+    """The variant the others are compared with: the champion's, else the first."""
+    return next((v.name for v, _ in resolved if v.model_version == "champion"), resolved[0][0].name)
+
+
+def figures(sample: QualitySample, variant: str) -> dict[str, float | int | None]:
+    """A variant's labelled count and live accuracy, or MAE and RMSE (None without labels)."""
+    if sample.task == CLASSIFICATION:
+        counts = sample.accuracy.get(variant, VariantAccuracy(variant, 0, 0))
+        return {"labelled": int(counts.labelled), "accuracy": counts.accuracy}
+    errors = sample.errors.get(variant, VariantErrors(variant, 0, 0, 0))
+    rmse = math.sqrt(errors.total_squares / errors.count) if errors.count > 0 else None
+    return {"labelled": int(errors.count), "mae": errors.mean, "rmse": rmse}
+
+
+def compare(sample: QualitySample, base: str, variant: str, alpha: float, min_labels: int) -> significance.Comparison:
+    if sample.task == CLASSIFICATION:
+        a = sample.accuracy.get(base, VariantAccuracy(base, 0, 0))
+        b = sample.accuracy.get(variant, VariantAccuracy(variant, 0, 0))
+        return significance.compare_accuracy(a, b, alpha, min_labels)
+    a = sample.errors.get(base, VariantErrors(base, 0, 0, 0))
+    b = sample.errors.get(variant, VariantErrors(variant, 0, 0, 0))
+    return significance.compare_errors(a, b, alpha, min_labels)
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def message(result: significance.Comparison, alpha: float, min_labels: int) -> str:
+    """The verdict for people, e.g. ``b better than a: accuracy 0.9 vs 0.6, significant at 0.05
+    with 1,204 labels (p = 2.1e-05)``."""
+    base, variant = result.a, result.b
+    labels = result.labelled_a + result.labelled_b
+    values = f"{result.metric} {_value(result.value_b)} vs {_value(result.value_a)}"
+    if result.verdict == significance.TOO_FEW_LABELS:
+        fewest, who = min((result.labelled_a, base), (result.labelled_b, variant))
+        return f"not enough labels: {fewest:,} of {min_labels:,} on {who} ({values} so far)"
+    p_value = "-" if result.p_value is None else f"{result.p_value:.2g}"
+    if result.verdict == significance.NO_DIFFERENCE:
+        return f"no significant difference between {variant} and {base}: {values}, p = {p_value} at alpha {alpha:g} with {labels:,} labels"
+    better = result.verdict == significance.B_BETTER
+    return f"{variant} {'better' if better else 'worse'} than {base}: {values}, significant at {alpha:g} with {labels:,} labels (p = {p_value})"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def comparison_status(result: significance.Comparison, base: str, alpha: float, min_labels: int, previous: QualityComparison | None, now: str) -> QualityComparison:
+    since = previous.significant_since if previous else None
+    return QualityComparison(
+        baseline=base,
+        metric=result.metric,
+        test=None if result.verdict == significance.TOO_FEW_LABELS else (TEST_ACCURACY if result.metric == "accuracy" else TEST_ERROR),
+        difference=_finite(result.difference),
+        statistic=_finite(result.statistic),
+        p_value=_finite(result.p_value),
+        alpha=alpha,
+        min_labels=min_labels,
+        significant=result.significant,
+        verdict=_VERDICTS[result.verdict],
+        significant_since=since or (now if result.significant else None),
+        message=message(result, alpha, min_labels),
+    )
+
+
+def _failed(previous: QualityComparison | None, base: str, metric: str, alpha: float, min_labels: int, error: str) -> QualityComparison:
+    """Prometheus could not answer: the last figures stay, the verdict says it is stale."""
+    kept = previous.model_dump() if previous else {"baseline": base, "metric": metric}
+    kept.update(alpha=alpha, min_labels=min_labels, significant=False, verdict=QualityVerdict.error, message=f"live quality not read: {error}")
+    return QualityComparison.model_validate(kept)
+
+
+def assess(
+    variants: list[VariantStatus],
+    base: str,
+    sample: QualitySample | None,
+    previous: list[VariantStatus],
+    alpha: float,
+    min_labels: int,
+    now: str,
+) -> tuple[list[VariantStatus], list[Event]]:
+    """``variants`` (their traffic figures filled in) with live quality and, on every variant but
+    the baseline, its comparison with the baseline. Without a new ``sample`` the previous
+    figures of the same variant and version stay. An Event when a comparison first becomes
+    significant in this A/B test."""
+    before = {(v.name, v.version): v for v in previous}
+    events: list[Event] = []
+    assessed = []
+    for variant in variants:
+        kept = before.get((variant.name, variant.version))
+        quality = {key: getattr(kept, key) for key in ("labelled", "accuracy", "mae", "rmse", "comparison")} if kept else {}
+        if sample is not None and sample.error is None:
+            quality.update(figures(sample, variant.name))
+            if variant.name != base:
+                result = compare(sample, base, variant.name, alpha, min_labels)
+                earlier = kept.comparison if kept else None
+                quality["comparison"] = comparison_status(result, base, alpha, min_labels, earlier, now)
+                if result.significant and not (earlier and earlier.significant_since):
+                    events.append(Event("Normal", SIGNIFICANT, f"A/B test: {quality['comparison'].message}"))
+        elif sample is not None and variant.name != base:
+            metric = "accuracy" if sample.task == CLASSIFICATION else "mae"
+            quality["comparison"] = _failed(kept.comparison if kept else None, base, metric, alpha, min_labels, sample.error or "")
+        assessed.append(variant.model_copy(update=quality))
+    return assessed, events

@@ -1,0 +1,185 @@
+"""A/B live quality in status: the comparison result → status fields → the message a person
+reads, and the Event when a difference first becomes significant. Tables of situations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from modelship.api.v1alpha1 import AbVariant, ModelDeploymentStatus, QualityComparison, RolloutSpec, VariantStatus
+from modelship.monitoring.significance import VariantAccuracy, VariantErrors
+from modelship.operator.abquality import SIGNIFICANT, QualitySample, assess, baseline
+from modelship.operator.requests import describe
+from modelship.operator.rollout import UserRequests, decide
+
+T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+NOW = "2026-11-22T08:00:10Z"
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def arms(*names_versions: tuple[str, str]) -> list[VariantStatus]:
+    return [VariantStatus(name=name, version=version, weight=100 // len(names_versions)) for name, version in names_versions]
+
+
+def accuracy(**counts: tuple[int, int]) -> QualitySample:
+    """variant=(correct, labelled)."""
+    return QualitySample(T0, "classification", accuracy={v: VariantAccuracy(v, c, n) for v, (c, n) in counts.items()})
+
+
+def errors(**counts: tuple[int, float, float]) -> QualitySample:
+    """variant=(count, sum of |e|, sum of e²)."""
+    return QualitySample(T0, "regression", errors={v: VariantErrors(v, n, s, q) for v, (n, s, q) in counts.items()})
+
+
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ([("a", "1"), ("b", "challenger")], "a"),
+        ([("a", "challenger"), ("b", "champion")], "b"),  # the champion's variant, wherever it is
+        ([("a", "3"), ("b", "4")], "a"),  # no champion among them: the first
+    ],
+)
+def test_the_baseline_is_the_champions_variant_else_the_first(variants, expected):
+    resolved = [(AbVariant(name=n, model_version=v, weight=50), v) for n, v in variants]
+    assert baseline(resolved) == expected
+
+
+@pytest.mark.parametrize(
+    "sample, verdict, significant, test, message",
+    [
+        (accuracy(a=(700, 1000), b=(912, 1000)), "Better", True, "twoProportionZ", "b better than a: accuracy 0.912 vs 0.7, significant at 0.05 with 2,000 labels (p = "),
+        (accuracy(a=(912, 1000), b=(700, 1000)), "Worse", True, "twoProportionZ", "b worse than a: accuracy 0.7 vs 0.912, significant at 0.05 with 2,000 labels"),
+        (accuracy(a=(450, 1000), b=(460, 1000)), "NoSignificantDifference", False, "twoProportionZ", "no significant difference between b and a: accuracy 0.46 vs 0.45, p = 0.65 at alpha 0.05 with 2,000 labels"),
+        (accuracy(a=(30, 37), b=(90, 120)), "TooFewLabels", False, None, "not enough labels: 37 of 100 on a (accuracy 0.75 vs 0.8108 so far)"),
+        (accuracy(a=(80, 150)), "TooFewLabels", False, None, "not enough labels: 0 of 100 on b (accuracy - vs 0.5333 so far)"),
+        (accuracy(), "TooFewLabels", False, None, "not enough labels: 0 of 100 on a"),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 1000.0, 8000.0)), "Better", True, "welchT", "b better than a: mae 5 vs 10, significant at 0.05 with 400 labels"),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 2020.0, 30500.0)), "NoSignificantDifference", False, "welchT", "no significant difference between b and a: mae 10.1 vs 10"),
+    ],
+)
+def test_comparison_to_status_and_message(sample, verdict, significant, test, message):
+    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", sample, [], 0.05, 100, NOW)
+    base, other = variants
+    assert base.comparison is None, "the baseline is not compared with itself"
+    comparison = other.comparison
+    assert (comparison.verdict, comparison.significant, comparison.test, comparison.baseline) == (verdict, significant, test, "a")
+    assert comparison.message.startswith(message), comparison.message
+    assert (comparison.alpha, comparison.min_labels) == (0.05, 100)
+    assert comparison.significant_since == (NOW if significant else None)
+    assert [e.reason for e in events] == ([SIGNIFICANT] if significant else [])
+    if significant:
+        assert events[0].message == f"A/B test: {comparison.message}"
+        assert 0 <= comparison.p_value < 0.05 and comparison.statistic is not None
+    # Every field lands in the typed status (the API server drops undeclared ones).
+    ModelDeploymentStatus.model_validate({"rollout": {"phase": "ABTesting", "variants": [v.to_wire() for v in variants]}})
+
+
+def test_per_variant_figures_classification_and_regression():
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(91, 130)), [], 0.05, 100, NOW)
+    assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(100, 0.7, None, None), (130, 0.7, None, None)]
+    assert variants[1].comparison.difference == pytest.approx(0.0)
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", errors(a=(4, 8.0, 20.0)), [], 0.05, 2, NOW)
+    assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(4, None, 2.0, pytest.approx(5**0.5)), (0, None, None, None)]
+
+
+def test_each_challenger_is_compared_with_the_baseline():
+    variants, events = assess(arms(("a", "1"), ("b", "2"), ("c", "3")), "a", accuracy(a=(500, 1000), b=(700, 1000), c=(510, 1000)), [], 0.05, 100, NOW)
+    assert [(v.name, v.comparison and v.comparison.verdict) for v in variants] == [("a", None), ("b", "Better"), ("c", "NoSignificantDifference")]
+    assert len(events) == 1 and events[0].message.startswith("A/B test: b better than a")
+
+
+def test_the_event_comes_once_and_the_first_moment_stays():
+    first, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], 0.05, 100, NOW)
+    assert len(events) == 1
+    later = "2026-11-22T08:05:00Z"
+    again, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1400, 2000), b=(1800, 2000)), first, 0.05, 100, later)
+    assert events == [] and again[1].comparison.significant_since == NOW and again[1].labelled == 2000
+    # It may drift back under significance (more labels, peeking): the status says so, no Event.
+    faded, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1500, 2100), b=(1520, 2100)), again, 0.05, 100, later)
+    assert events == [] and faded[1].comparison.verdict == "NoSignificantDifference" and not faded[1].comparison.significant
+    assert faded[1].comparison.significant_since == NOW
+
+
+def test_without_a_sample_the_figures_of_the_same_variant_and_version_stay():
+    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(90, 100)), [], 0.05, 100, NOW)
+    kept, events = assess(arms(("a", "1"), ("b", "2")), "a", None, measured, 0.05, 100, NOW)
+    assert kept == measured and events == []
+    # b now serves another version: its old figures are not its own.
+    moved, _ = assess(arms(("a", "1"), ("b", "3")), "a", None, measured, 0.05, 100, NOW)
+    assert moved[0] == measured[0] and (moved[1].labelled, moved[1].comparison) == (None, None)
+
+
+def test_prometheus_failing_keeps_the_last_figures_and_says_so():
+    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], 0.05, 100, NOW)
+    failed = QualitySample(T0, "classification", error="Prometheus unreachable: ConnectError")
+    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", failed, measured, 0.05, 100, "2026-11-22T08:01:00Z")
+    comparison = variants[1].comparison
+    assert events == [] and variants[1].labelled == 1000 and variants[1].accuracy == 0.9
+    assert (comparison.verdict, comparison.significant, comparison.significant_since) == ("Error", False, NOW)
+    assert comparison.message == "live quality not read: Prometheus unreachable: ConnectError"
+    # Failing before any figures: an Error verdict, nothing made up.
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", failed, [], 0.05, 100, NOW)
+    assert variants[1].labelled is None and variants[1].comparison == QualityComparison(
+        baseline="a", metric="accuracy", alpha=0.05, min_labels=100, verdict="Error", message="live quality not read: Prometheus unreachable: ConnectError"
+    )
+
+
+AB = RolloutSpec.model_validate(
+    {
+        "strategy": "abTest",
+        "analysis": {"interval": "10s"},
+        "abTest": {
+            "alpha": 0.01,
+            "minLabels": 50,
+            "variants": [{"name": "challenger", "modelVersion": "challenger", "weight": 50}, {"name": "champion", "modelVersion": "champion", "weight": 50}],
+        },
+    }
+)
+READY = frozenset({"1", "2"})
+
+
+def test_the_rollout_records_the_comparison_and_never_promotes_on_it():
+    started = decide(AB, None, "1", "2", True, at(0), ready_versions=READY)
+    assert started.rollout.ab_started_at == "2026-11-22T08:00:00Z" and started.rollout.quality_checked_at is None
+    assert all(v.labelled is None for v in started.rollout.variants), "no feedback measured: no quality fields"
+    sample = QualitySample(at(10), "classification", accuracy={"champion": VariantAccuracy("champion", 600, 1000), "challenger": VariantAccuracy("challenger", 900, 1000)})
+    d = decide(AB, started.rollout, "1", "2", True, at(10), ready_versions=READY, quality=sample)
+    challenger, champion = d.rollout.variants
+    assert champion.comparison is None and champion.labelled == 1000 and champion.accuracy == 0.6
+    assert (challenger.comparison.baseline, challenger.comparison.verdict, challenger.comparison.alpha, challenger.comparison.min_labels) == ("champion", "Better", 0.01, 50)
+    assert d.rollout.ab_started_at == "2026-11-22T08:00:00Z" and d.rollout.quality_checked_at == "2026-11-22T08:00:10Z"
+    assert d.promote is None and d.weights == {"1": 50, "2": 50} and [n.reason for n in d.notices] == [SIGNIFICANT]
+    ModelDeploymentStatus.model_validate({"rollout": d.rollout.to_wire()})
+    # A person promotes; the test's window and figures go with it.
+    promoted = decide(AB, d.rollout, "1", "2", True, at(20), ready_versions=READY, requests=UserRequests(promote="challenger:2"))
+    assert promoted.promote == "2" and promoted.rollout.variants is None and promoted.rollout.ab_started_at is None
+
+
+def test_a_new_challenger_starts_a_new_test_window():
+    first = decide(AB, None, "1", "2", True, at(0), ready_versions=READY)
+    sample = QualitySample(at(10), "classification", accuracy={"champion": VariantAccuracy("champion", 60, 100), "challenger": VariantAccuracy("challenger", 90, 100)})
+    measured = decide(AB, first.rollout, "1", "2", True, at(10), ready_versions=READY, quality=sample)
+    retrained = decide(AB, measured.rollout, "1", "3", True, at(30), ready_versions=frozenset({"1", "3"}))
+    assert retrained.rollout.ab_started_at == "2026-11-22T08:00:30Z"
+    assert all(v.labelled is None and v.comparison is None for v in retrained.rollout.variants)
+
+
+def test_status_print_shows_the_comparison():
+    status = {
+        "phase": "Progressing",
+        "championVersion": "1",
+        "rollout": {"phase": "ABTesting", "candidate": "2", "variants": [
+            {"name": "a", "version": "1", "weight": 50, "labelled": 1204, "accuracy": 0.7},
+            {"name": "b", "version": "2", "weight": 50, "labelled": 1190, "accuracy": 0.9, "comparison": {
+                "baseline": "a", "metric": "accuracy", "alpha": 0.05, "minLabels": 100, "significant": True, "verdict": "Better",
+                "message": "b better than a: accuracy 0.9 vs 0.7, significant at 0.05 with 2,394 labels (p = 1e-30)",
+            }},
+        ]},
+    }
+    text = describe({"metadata": {"name": "iris", "namespace": "team-a"}, "spec": {"rollout": {"strategy": "abTest"}}, "status": status})
+    assert "live quality: 1,204 labelled, accuracy 0.7\n" in text + "\n"
+    assert "live quality: 1,190 labelled, accuracy 0.9; vs a: Better: b better than a: accuracy 0.9 vs 0.7, significant at 0.05 with 2,394 labels (p = 1e-30)" in text
