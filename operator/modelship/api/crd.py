@@ -145,6 +145,8 @@ def render_crd() -> dict[str, Any]:
                         {"name": "Canary", "type": "string", "jsonPath": ".status.canaryVersion"},
                         {"name": "Canary-Weight", "type": "integer", "jsonPath": ".status.canaryWeight", "priority": 0},
                         {"name": "Step", "type": "string", "jsonPath": ".status.rollout.step", "priority": 0},
+                        # The API server shows the first match: the first challenger's verdict against the baseline.
+                        {"name": "AB-Verdict", "type": "string", "jsonPath": ".status.rollout.variants[*].comparison.verdict", "priority": 1},
                         _ready_column("Ready", "Ready"),
                         _ready_column("DriftDetected", "Drift"),
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -72,7 +72,7 @@ def test_nested_defaults_are_applied_by_the_server():
 def test_printer_columns_and_status_subresource():
     version = render_crd()["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Champion", "Canary", "Canary-Weight", "Step", "Ready", "Drift", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Champion", "Canary", "Canary-Weight", "Step", "AB-Verdict", "Ready", "Drift", "Age"]
     assert render_crd()["spec"]["names"]["shortNames"] == ["mdep"]
 
 
