@@ -122,3 +122,42 @@ def test_every_quality_panel_answers(stack: dict[str, Any]) -> None:
         for variable, value in values.items():
             expr = expr.replace(variable, value)
         wait_until(f"data for {expr}", lambda expr=expr: prometheus.query(expr), timeout=60)
+
+
+def test_the_operator_reads_each_variants_live_quality(stack: dict[str, Any], personality_model: dict[str, Any], housing_model: dict[str, Any]) -> None:
+    """The operator's Prometheus client, which feeds the A/B status, over the same real series
+    (after the feedback of the first test): counts per variant, only of the versions asked for,
+    and an error (not an exception) when Prometheus is away."""
+    import asyncio
+    import datetime as dt
+
+    from resources import model_deployment
+
+    from modelship.api.v1alpha1 import ModelDeployment
+    from modelship.monitoring.significance import VariantAccuracy
+    from modelship.operator.prometheus import PrometheusClient
+
+    now = dt.datetime.now(dt.timezone.utc)
+    since = now - dt.timedelta(minutes=15)
+
+    def read(url: str, task: str, model: dict[str, Any], versions: tuple[str, ...]):
+        resource = ModelDeployment.model_validate(model_deployment("m", "team-q", task=task, modelName=model["name"]))
+
+        async def ask():
+            client = PrometheusClient(url, timeout=5)
+            try:
+                return await client.quality(resource, versions, since, now)
+            finally:
+                await client.close()
+
+        return asyncio.run(ask())
+
+    url = stack["prometheus"].url
+    accuracy = read(url, "classification", personality_model, (personality_model["version"],))
+    assert accuracy.error is None and accuracy.accuracy == {"champion": VariantAccuracy("champion", 5, 30)}
+    errors = read(url, "regression", housing_model, (housing_model["version"],))
+    assert errors.error is None and set(errors.errors) == {"canary"}
+    assert errors.errors["canary"].count == pytest.approx(12) and errors.errors["canary"].mean == pytest.approx(100.0, abs=0.01)
+    assert read(url, "classification", personality_model, ("999",)).accuracy == {}
+    away = read("http://127.0.0.1:9", "classification", personality_model, ())
+    assert away.accuracy == {} and away.error.startswith("Prometheus unreachable")
