@@ -84,7 +84,7 @@ def quality_env(cluster, namespace, mlflow_server, pod_runner, tmp_path) -> Iter
         operator = OperatorProcess(service_account_kubeconfig(cluster, namespace, tmp_path), namespace, env, tmp_path / "operator.log").start()
         stack.callback(lambda: print(f"operator log: {operator.log_path}"))
         stack.callback(operator.stop)
-        yield {"prometheus": prometheus, "mlflow": mlflow_server, "servers": stack, "workdir": tmp_path}
+        yield {"prometheus": prometheus, "mlflow": mlflow_server, "servers": stack, "workdir": tmp_path, "operator": operator}
 
 
 def status_of(cluster, namespace) -> dict:
@@ -110,23 +110,22 @@ def pod_env(cluster, namespace: str, version: str) -> dict[str, str]:
     return env
 
 
-def serve(quality_env: dict, cluster, namespace: str, versions: dict[str, str]) -> dict[str, servingkit.Server]:
-    """What each version's KWOK pod would run (started side by side), scraped by Prometheus;
-    ``versions``: variant → version."""
-    servers = {}
-    for variant, version in versions.items():
-        env = pod_env(cluster, namespace, version)
-        assert env.get(names.ENV_PREDICTION_STORE_DSN), "the operator passes the prediction store to the pods"
-        assert env[names.ENV_VARIANT] == variant
-        context = servingkit.serve(
-            quality_env["workdir"] / f"v{version}", f"{namespace}-{NAME}", version, quality_env["mlflow"].url, quality_env["workdir"] / "cache",
-            variant=variant, extra_env={k: env[k] for k in (names.ENV_SPEC, names.ENV_PREDICTION_STORE_DSN)},
-        )
-        servers[variant] = quality_env["servers"].enter_context(context)
-    for variant, server in servers.items():
-        server.wait_ready()
-        quality_env["prometheus"].add_group([f"127.0.0.1:{server.port}"], {"namespace": namespace, "pod": f"{NAME}-v{versions[variant]}"})
-    return servers
+def serve(quality_env: dict, cluster, namespace: str, version: str, variant: str) -> servingkit.Server:
+    """What the version's KWOK pod would run as ``variant``, with the spec and the store the
+    operator gave its Deployment; scraped by Prometheus once ready (see :func:`scraped`)."""
+    env = pod_env(cluster, namespace, version)
+    assert env.get(names.ENV_PREDICTION_STORE_DSN), "the operator passes the prediction store to the pods"
+    context = servingkit.serve(
+        quality_env["workdir"] / f"v{version}", f"{namespace}-{NAME}", version, quality_env["mlflow"].url, quality_env["workdir"] / "cache",
+        variant=variant, extra_env={k: env[k] for k in (names.ENV_SPEC, names.ENV_PREDICTION_STORE_DSN)},
+    )
+    return quality_env["servers"].enter_context(context)
+
+
+def scraped(quality_env: dict, namespace: str, version: str, server: servingkit.Server) -> servingkit.Server:
+    server.wait_ready()
+    quality_env["prometheus"].add_group([f"127.0.0.1:{server.port}"], {"namespace": namespace, "pod": f"{NAME}-v{version}"})
+    return server
 
 
 def predict_and_label(server: servingkit.Server, rows: list[dict], correct: int) -> None:
@@ -168,10 +167,14 @@ def test_ab_test_compares_variants_on_live_accuracy(cluster, namespace, quality_
     cluster.apply(yaml.safe_dump(resource(namespace, c=1.0)))
     wait_status(cluster, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("phase") == "Serving", timeout=240)
     cluster.kubectl("patch", "mdep", NAME, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"training": {"hyperparameters": {"C": 0.5, "max_iter": 500}}}}))
+    # Version 1's server starts as variant a while version 2 trains (the A/B test will relabel
+    # its pods so; checked below), to keep the test short.
+    first = serve(quality_env, cluster, namespace, "1", "a")
     testing = wait_status(cluster, namespace, "the A/B test of versions 1 and 2", lambda s: {n: v["version"] for n, v in variants(s).items()} == {"a": "1", "b": "2"}, timeout=240)
     assert testing["rollout"]["phase"] == "ABTesting" and testing["rollout"]["abStartedAt"]
     print(f"A/B test of versions 1 and 2 running after {time.monotonic() - started:.0f}s")
-    servers = serve(quality_env, cluster, namespace, {"a": "1", "b": "2"})
+    cluster.wait_until("the variants' pod labels", lambda: [pod_env(cluster, namespace, v)[names.ENV_VARIANT] for v in ("1", "2")] == ["a", "b"], timeout=30)
+    servers = {"a": scraped(quality_env, namespace, "1", first), "b": scraped(quality_env, namespace, "2", serve(quality_env, cluster, namespace, "2", "b"))}
     prometheus: PrometheusServer = quality_env["prometheus"]
     # Prometheus sees each variant's labelled counters at 0 before any label arrives.
     cluster.wait_until(
@@ -216,8 +219,15 @@ def test_ab_test_compares_variants_on_live_accuracy(cluster, namespace, quality_
     significant = [e for e in events if e["reason"] == "ABTestSignificant"]
     assert len(significant) == 1 and significant[0]["message"].startswith("A/B test: b better than a"), significant
 
+    # The status is the memory: an operator SIGKILLed and started again neither forgets when the
+    # difference became significant nor announces it a second time.
+    quality_env["operator"].kill()
+    quality_env["operator"].start()
     # It informs a person; it never promotes by itself.
     later = wait_status(cluster, namespace, "another analysis", lambda s: s["rollout"]["qualityCheckedAt"] > final["rollout"]["qualityCheckedAt"], timeout=30)
     assert later["championVersion"] == "1" and later["rollout"]["phase"] == "ABTesting"
+    assert variants(later)["b"]["comparison"]["significantSince"] == comparison["significantSince"] and labelled(later) == {"a": 120, "b": 120}
+    events = cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}")["items"]
+    assert len([e for e in events if e["reason"] == "ABTestSignificant"]) == 1, events
     assert modelship(cluster, "promote", NAME, "-n", namespace, "--variant", "b").returncode == 0
     wait_status(cluster, namespace, "b to be champion", lambda s: s.get("championVersion") == "2" and s.get("phase") == "Serving", timeout=60)
