@@ -247,8 +247,7 @@ class Controller:
             sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
         variant_samples = quality = None
         if rollout.ab_analysis_due(resource.spec.rollout, state, now):
-            variant_samples = await self._measure_variants(resource, status, now)
-            quality = await self._measure_quality(resource, status, state, now)
+            variant_samples, quality = await asyncio.gather(self._measure_variants(resource, status, now), self._measure_quality(resource, status, state, now))
         observed.retrains_elsewhere = len(self.retraining - {(namespace, name)})
         decision = plan(resource, status, observed, self.config, now, sample, variant_samples, quality)
         for obj in decision.create:

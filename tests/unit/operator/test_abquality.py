@@ -183,3 +183,38 @@ def test_status_print_shows_the_comparison():
     text = describe({"metadata": {"name": "iris", "namespace": "team-a"}, "spec": {"rollout": {"strategy": "abTest"}}, "status": status})
     assert "live quality: 1,204 labelled, accuracy 0.7\n" in text + "\n"
     assert "live quality: 1,190 labelled, accuracy 0.9; vs a: Better: b better than a: accuracy 0.9 vs 0.7, significant at 0.05 with 2,394 labels (p = 1e-30)" in text
+
+
+@pytest.mark.parametrize(
+    "feedback, started, asked",
+    [
+        (False, "2026-11-22T08:00:00Z", False),  # no feedback: no labels to read
+        (True, None, False),  # the test has not begun yet
+        (True, "2026-11-22T08:00:00Z", True),
+    ],
+)
+def test_the_controller_reads_quality_only_with_feedback_over_the_whole_test(feedback, started, asked):
+    """Which versions, from when (the real reading is tests/serving/test_quality_prometheus.py and
+    tests/integration/test_ab_quality.py)."""
+    import asyncio
+
+    from resources import model_deployment
+
+    from modelship.api.v1alpha1 import ModelDeployment, RolloutStatus
+    from modelship.operator.config import OperatorConfig
+    from modelship.operator.controller import Controller
+
+    calls = []
+
+    class Recorder:
+        async def quality(self, resource, versions, since, now):
+            calls.append((versions, since))
+            return QualitySample(now, "classification")
+
+    resource = ModelDeployment.model_validate(model_deployment("iris", "team-a", task="classification", rollout=AB.to_wire(), monitoring={"feedback": {"enabled": feedback}}))
+    status = {"championVersion": "1", "lastTraining": {"modelVersion": "2", "finishedAt": "2026-11-22T07:59:00Z", "gate": {"passed": True}}}
+    controller = Controller(kube=None, config=OperatorConfig())
+    controller.prometheus = Recorder()
+    measured = asyncio.run(controller._measure_quality(resource, status, RolloutStatus(phase="ABTesting", ab_started_at=started), at(30)))
+    assert (measured is not None) == asked
+    assert calls == ([(("1", "2"), T0)] if asked else [])
