@@ -261,9 +261,11 @@ def test_milestone_notifications_fire_for_their_window_then_resolve(tmp_path: Pa
     retrain = {**OPERATOR, "version": "3", m.LABEL_TRIGGER: "drift", m.LABEL_TRAINING_JOB: "housing-prices-train-ab12-2"}
     unchampioned = {**OPERATOR, m.LABEL_DEPLOYMENT: "first", "model": "team-a-first", "version": "", m.LABEL_TRIGGER: "schedule", m.LABEL_TRAINING_JOB: "first-train-cd34-1"}
 
-    def series(name: str, labels: dict[str, str], minute: int) -> dict[str, str]:
-        # Absent until the milestone, then its Unix time (the rule engine's clock starts at 0).
-        return {"series": _selector(name, {**labels, **OPERATOR_TARGET}), "values": "_ " * minute + f"{minute * 60}x30"}
+    def series(name: str, labels: dict[str, str], minute: int, gap: bool = False) -> dict[str, str]:
+        # Absent until the milestone, then its Unix time (the rule engine's clock starts at 0);
+        # ``gap``: a failed scrape (a staleness marker) and an operator restart that forgot it.
+        after = f"{minute * 60} stale _ _ {minute * 60}x30" if gap else f"{minute * 60}x30"
+        return {"series": _selector(name, {**labels, **OPERATOR_TARGET}), "values": "_ " * minute + after}
 
     def expected(alert: str, labels: dict[str, str], summary: str, severity: str = "info") -> dict:
         present = {k: v for k, v in labels.items() if v}
@@ -280,7 +282,7 @@ def test_milestone_notifications_fire_for_their_window_then_resolve(tmp_path: Pa
         "input_series": [
             series(m.OPERATOR_PROMOTED_TIME, promoted, 2),
             series(m.OPERATOR_PROMOTED_TIME, first, 1),
-            series(m.OPERATOR_ROLLED_BACK_TIME, rolled_back, 5),
+            series(m.OPERATOR_ROLLED_BACK_TIME, rolled_back, 5, gap=True),
             series(m.OPERATOR_RETRAIN_STARTED_TIME, retrain, 2),
             series(m.OPERATOR_RETRAIN_STARTED_TIME, unchampioned, 3),
         ],
@@ -294,6 +296,8 @@ def test_milestone_notifications_fire_for_their_window_then_resolve(tmp_path: Pa
             {"eval_time": f"{2 + last_minute}m", "alertname": rules.RETRAIN_STARTED_ALERT, "exp_alerts": [unchampioned_alert]},
             {"eval_time": "4m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": []},
             {"eval_time": "5m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]},
+            # Through the stale sample and the minutes without the series: still the one alert.
+            *({"eval_time": f"{minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]} for minute in (6, 7, 8, 9)),
             {"eval_time": f"{4 + last_minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]},
             {"eval_time": f"{5 + last_minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": []},
         ],

@@ -215,11 +215,14 @@ def _milestone_rule(alert: str, gauge: str, labels: tuple[str, ...], severity: s
     Prometheus would also take old series for new ones. ``time() - timestamp`` is right on the
     first scrape and needs no history (kube-prometheus-stack's job alerts use
     ``kube_job_status_start_time`` the same way); Alertmanager's repeat_interval, longer than
-    the window, keeps it to one notification, much like Flagger's one message per canary event."""
+    the window, keeps it to one notification, much like Flagger's one message per canary event.
+    ``max_over_time`` over the window keeps it firing through a failed scrape or an operator
+    restart (which forgets the gauge): a gap would resolve it, and its return notify again."""
     by = ", ".join(("namespace", m.LABEL_DEPLOYMENT, m.LABEL_MODEL, m.LABEL_VERSION, *labels))
+    window = NOTIFICATION_WINDOW_SECONDS
     return {
         "alert": alert,
-        "expr": f"time() - max by ({by}) ({gauge}) < {NOTIFICATION_WINDOW_SECONDS}",
+        "expr": f"time() - max by ({by}) (max_over_time({gauge}[{window}s])) < {window}",
         "labels": {"severity": severity, "component": "operator"},
         "annotations": {"summary": summary, "description": description, **_links(alert)},
     }
