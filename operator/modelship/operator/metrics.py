@@ -37,7 +37,7 @@ MILESTONES: dict[str, tuple[Gauge, tuple[str, ...]]] = {
     ROLLED_BACK: (Gauge(names.OPERATOR_ROLLED_BACK_TIME, "Unix time a version was rolled back.", [*_RESOURCE, names.LABEL_REASON, names.LABEL_CHAMPION_VERSION]), (names.LABEL_REASON, names.LABEL_CHAMPION_VERSION)),
 }
 #: How long a milestone's series stays exported: longer than any notification alert's window
-#: (modelship.monitoring.rules.NOTIFICATION_WINDOW), short enough that the series do not pile up.
+#: (modelship.monitoring.rules.NOTIFICATION_WINDOW_SECONDS), short enough that the series do not pile up.
 MILESTONE_RETENTION_SECONDS = 3600.0
 #: (kind, label values) → when, for every milestone series exported.
 _milestones: dict[tuple[str, tuple[str, ...]], float] = {}
