@@ -258,6 +258,8 @@ def test_operator_service_and_service_monitor():
     monitor = find(documents, "ServiceMonitor")
     assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    # The milestone gauges' `namespace` is the ModelDeployment's, not the operator pod's.
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["modelship-system"]} and monitor["metadata"]["labels"]["release"] == "kps"
     assert "ServiceMonitor" not in kinds(render())
 

@@ -30,15 +30,19 @@ def test_the_generated_routing_with_the_releases_values():
     assert plain["spec"] == expected
     # Alertmanager sends the very token the operator reads: its Secret, the user's one included.
     (own,) = config(render(ON, "operator.webhook.existingSecret=my-token"))
-    (operator,) = [r for r in own["spec"]["receivers"] if r["name"] != alertmanager.NOTIFY_RECEIVER]
+    (operator,) = [r for r in own["spec"]["receivers"] if r["name"] == alertmanager.OPERATOR_RECEIVER]
     assert operator["webhookConfigs"][0]["httpConfig"]["authorization"]["credentials"] == {"name": "my-token", "key": "token"}
     (full,) = config(render(ON, "monitoring.alertmanagerConfig.slack.enabled=true", "monitoring.alertmanagerConfig.email.enabled=true", "monitoring.alertmanagerConfig.email.to=ops@example.com"))
     notify = next(r for r in full["spec"]["receivers"] if r["name"] == alertmanager.NOTIFY_RECEIVER)
-    assert notify["emailConfigs"] == [{"to": "ops@example.com", "sendResolved": True}]
+    assert [{k: v for k, v in c.items() if k != "text"} for c in notify["emailConfigs"]] == [{"to": "ops@example.com", "sendResolved": True}]
     slack = notify["slackConfigs"][0]
     assert slack["channel"] == "#ml-alerts" and slack["apiURL"] == {"name": "modelship-slack", "key": "url"}
     # Alertmanager's own templates reach it untouched by Helm.
     assert slack["title"] == "{{ .CommonLabels.alertname }}" and slack["text"].startswith("{{ range .Alerts }}")
+    # The milestone notifications go to the same channel and address, without "resolved".
+    milestones = next(r for r in full["spec"]["receivers"] if r["name"] == alertmanager.MILESTONE_RECEIVER)
+    assert milestones["slackConfigs"][0]["channel"] == "#ml-alerts" and milestones["slackConfigs"][0]["sendResolved"] is False
+    assert milestones["emailConfigs"][0]["to"] == "ops@example.com" and milestones["emailConfigs"][0]["sendResolved"] is False
 
 
 def test_accepted_by_the_api_server(cluster):

@@ -35,6 +35,7 @@ from servers import OperatorProcess, PrometheusServer
 from integration.test_operator import CRD, mlflow_server, service_account_kubeconfig  # noqa: F401  (mlflow_server is a fixture)
 from modelship.api import names
 from modelship.monitoring import dashboards, rules
+from modelship.monitoring.metrics import LABEL_DEPLOYMENT
 from modelship.operator.conditions import condition
 from spec_cases import REPO
 from testdata import CALIFORNIA_HOUSING
@@ -64,7 +65,9 @@ def resource(namespace: str, alpha: float, approval: str = "auto") -> dict:
 class Fleet:
     """The model servers of each version (what KWOK's pods would run), and Prometheus scraping them."""
 
-    def __init__(self, workdir: Path, tracking_uri: str, model_name: str, namespace: str, prometheus: PrometheusServer) -> None:
+    def __init__(self, workdir: Path, tracking_uri: str, model_name: str, namespace: str, prometheus: PrometheusServer, name: str = NAME) -> None:
+        """``name``: the ModelDeployment's (its pods and route backends are ``<name>-v<version>``)."""
+        self.name = name
         self.workdir = workdir
         self.tracking_uri = tracking_uri
         self.model_name = model_name
@@ -73,16 +76,19 @@ class Fleet:
         self.urls: dict[str, str] = {}
         self._stack: list = []
 
-    def serve(self, version: str, variant: str, fault: dict[str, str] | None = None) -> None:
+    def serve(self, version: str, variant: str, fault: dict[str, str] | None = None, spec: dict | None = None) -> servingkit.Server:
+        """``spec``: the ModelDeployment's spec, for the server's drift monitoring."""
         context = servingkit.serve(
-            self.workdir / f"v{version}", self.model_name, version, self.tracking_uri, self.workdir / "cache", variant=variant,
+            self.workdir / f"v{version}", self.model_name, version, self.tracking_uri, self.workdir / "cache", variant=variant, spec=spec,
             extra_env=faultymodels.with_pythonpath({**os.environ, **(fault or {})}),
         )
         server = context.__enter__()
         self._stack.append(context)
         server.wait_ready()
-        self.prometheus.add_group([f"127.0.0.1:{server.port}"], {"namespace": self.namespace, "pod": f"{NAME}-v{version}"})
-        self.urls[f"{NAME}-v{version}"] = server.url
+        # The labels the chart's PodMonitor gives: the pod's namespace and its ModelDeployment.
+        self.prometheus.add_group([f"127.0.0.1:{server.port}"], {"namespace": self.namespace, "pod": f"{self.name}-v{version}", LABEL_DEPLOYMENT: self.name})
+        self.urls[f"{self.name}-v{version}"] = server.url
+        return server
 
     def stop(self) -> None:
         for context in reversed(self._stack):
@@ -102,6 +108,7 @@ class TrafficDriver:
         rate: float = 25,
         read_pins: Callable[[], dict[tuple[str, str], str]] | None = None,
         read_mirror: Callable[[], tuple[str, int] | None] | None = None,
+        records: list[dict] | None = None,
     ) -> None:
         self.read_weights = read_weights
         self.urls = urls
@@ -116,6 +123,8 @@ class TrafficDriver:
         #: requests is copied there too, its answer discarded, as the gateway does.
         self.read_mirror = read_mirror
         self.mirrored: dict[str, int] = {}
+        #: What each weighted request posts: one of these, at random.
+        self.records = records or [servingkit.HOUSING_RECORD]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -158,7 +167,7 @@ class TrafficDriver:
                 elif live:
                     backend = random.choices(list(live), weights=list(live.values()))[0]
                     try:
-                        client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD)
+                        client.post(f"{self.urls[backend]}/predict", json=random.choice(self.records))
                         self.sent[backend] = self.sent.get(backend, 0) + 1
                         if mirror and mirror[0] in self.urls and random.random() * 100 < mirror[1]:
                             client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD)
@@ -201,8 +210,8 @@ def status_of(cluster, namespace) -> dict:
     return cluster.kubectl_json("get", "mdep", NAME, "-n", namespace).get("status", {})
 
 
-def route_weights(cluster, namespace) -> dict[str, int]:
-    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+def route_weights(cluster, namespace, name: str = NAME) -> dict[str, int]:
+    route = cluster.kubectl_json("get", "httproute", name, "-n", namespace)
     return {b["name"]: b["weight"] for b in route["spec"]["rules"][-1]["backendRefs"]}
 
 

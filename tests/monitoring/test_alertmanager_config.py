@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from modelship.monitoring import alertmanager
-from modelship.monitoring.rules import DRIFT_ALERT, ERROR_RATE_ALERT, QUALITY_DROP_ALERT
+from modelship.monitoring.rules import DRIFT_ALERT, ERROR_RATE_ALERT, PROMOTED_ALERT, QUALITY_DROP_ALERT, RETRAIN_STARTED_ALERT, ROLLED_BACK_ALERT
 
 WEBHOOK = "http://modelship-operator.modelship-system.svc:8080/alerts"
 
@@ -45,6 +45,10 @@ def test_the_plain_config_is_valid(config_file: Path) -> None:
         ({"alertname": DRIFT_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing"}, "modelship-operator,modelship-notify"),
         ({"alertname": QUALITY_DROP_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing", "metric": "mae"}, "modelship-operator,modelship-notify"),
         ({"alertname": ERROR_RATE_ALERT, "namespace": "team-a"}, "modelship-notify"),
+        # Milestones reach people (with no "resolved" message), never the operator's webhook.
+        ({"alertname": RETRAIN_STARTED_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing", "trigger": "drift"}, "modelship-milestones"),
+        ({"alertname": PROMOTED_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing", "version": "2"}, "modelship-milestones"),
+        ({"alertname": ROLLED_BACK_ALERT, "namespace": "team-a", "modelship_io_deployment": "housing", "version": "2"}, "modelship-milestones"),
         ({"alertname": "KubePodCrashLooping"}, "null"),
     ],
 )
@@ -77,3 +81,11 @@ def test_the_chart_says_the_same_as_the_plain_file() -> None:
     assert shape(plain) == shape(crd)
     assert [m for m in crd["route"]["routes"][0]["matchers"]] == [{"name": "alertname", "value": f"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}", "matchType": "=~"}]
     assert plain["route"]["routes"][0]["matchers"] == [f'alertname=~"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}"']
+
+
+def test_milestone_receivers_send_no_resolved_message(config_file: Path) -> None:
+    document = yaml.safe_load(config_file.read_text())
+    (milestones,) = [r for r in document["receivers"] if r["name"] == alertmanager.MILESTONE_RECEIVER]
+    (notify,) = [r for r in document["receivers"] if r["name"] == alertmanager.NOTIFY_RECEIVER]
+    assert [c["send_resolved"] for c in milestones["slack_configs"] + milestones["email_configs"]] == [False, False]
+    assert [c["send_resolved"] for c in notify["slack_configs"] + notify["email_configs"]] == [True, True]

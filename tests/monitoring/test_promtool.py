@@ -64,7 +64,7 @@ def _passes(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
 
 def test_the_rule_file_is_valid() -> None:
     result = subprocess.run([_promtool(), "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
-    assert result.returncode == 0 and "SUCCESS: 13 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 16 rules found" in result.stdout, result.stdout + result.stderr
 
 
 def test_drift_alerts_after_it_holds_once_per_version(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_drift_alerts_after_it_holds_once_per_version(tmp_path: Path) -> None:
 
 
 def test_every_alert_links_its_runbook_and_the_dashboard_of_its_resource() -> None:
-    for rule in rules.alerting_rules():
+    for rule in [*rules.alerting_rules(), *rules.notification_rules()]:
         annotations = rule["annotations"]
         assert annotations["runbook_url"].endswith("#" + rule["alert"].lower())
         assert annotations[rules.DASHBOARD_ANNOTATION].startswith("/d/modelship-model-serving?var-namespace={{ $labels.namespace }}")
@@ -240,5 +240,65 @@ def test_quality_drop_on_live_mae_above_the_threshold(tmp_path: Path) -> None:
             {"eval_time": "15m", "alertname": rules.QUALITY_DROP_ALERT, "exp_alerts": [
                 {"exp_labels": {**ALERT_LABELS, **SERVED, "metric": "mae"}, "exp_annotations": _annotations(rules.QUALITY_DROP_ALERT, "60", {**SERVED, "metric": "mae"})},
             ]},
+        ],
+    }])
+
+
+OPERATOR = {"namespace": "team-a", m.LABEL_DEPLOYMENT: "housing-prices", "model": "team-a-housing-prices"}
+#: What the operator's own scrape adds, and what the alerts must not keep.
+OPERATOR_TARGET = {"pod": "modelship-operator-abc", "instance": "10.0.0.9:8080"}
+
+
+def test_milestone_notifications_fire_for_their_window_then_resolve(tmp_path: Path) -> None:
+    """Each milestone of the operator's timestamp gauges alerts from the first scrape that shows
+    it until NOTIFICATION_WINDOW_SECONDS after it (once: the labels do not change meanwhile),
+    then resolves by itself; a promotion with no previous champion and a retraining with no
+    champion read without the clause about it."""
+    window = rules.NOTIFICATION_WINDOW_SECONDS
+    promoted = {**OPERATOR, "version": "3", m.LABEL_PREVIOUS_VERSION: "2"}
+    first = {**OPERATOR, m.LABEL_DEPLOYMENT: "first", "model": "team-a-first", "version": "1", m.LABEL_PREVIOUS_VERSION: ""}
+    rolled_back = {**OPERATOR, "version": "4", m.LABEL_REASON: "AnalysisFailed", m.LABEL_CHAMPION_VERSION: "3"}
+    retrain = {**OPERATOR, "version": "3", m.LABEL_TRIGGER: "drift", m.LABEL_TRAINING_JOB: "housing-prices-train-ab12-2"}
+    unchampioned = {**OPERATOR, m.LABEL_DEPLOYMENT: "first", "model": "team-a-first", "version": "", m.LABEL_TRIGGER: "schedule", m.LABEL_TRAINING_JOB: "first-train-cd34-1"}
+
+    def series(name: str, labels: dict[str, str], minute: int, gap: bool = False) -> dict[str, str]:
+        # Absent until the milestone, then its Unix time (the rule engine's clock starts at 0);
+        # ``gap``: a failed scrape (a staleness marker) and an operator restart that forgot it.
+        after = f"{minute * 60} stale _ _ {minute * 60}x30" if gap else f"{minute * 60}x30"
+        return {"series": _selector(name, {**labels, **OPERATOR_TARGET}), "values": "_ " * minute + after}
+
+    def expected(alert: str, labels: dict[str, str], summary: str, severity: str = "info") -> dict:
+        present = {k: v for k, v in labels.items() if v}
+        return {"exp_labels": {"severity": severity, "component": "operator", **present}, "exp_annotations": _annotations(alert, labels=present, summary=summary)}
+
+    promoted_alert = expected(rules.PROMOTED_ALERT, promoted, "Version 3 of team-a/housing-prices is champion, replacing version 2")
+    first_alert = expected(rules.PROMOTED_ALERT, first, "Version 1 of team-a/first is champion")
+    rolled_back_alert = expected(rules.ROLLED_BACK_ALERT, rolled_back, "Version 4 of team-a/housing-prices was rolled back (AnalysisFailed); version 3 serves", "warning")
+    retrain_alert = expected(rules.RETRAIN_STARTED_ALERT, retrain, "Retraining of team-a/housing-prices started (trigger drift, job housing-prices-train-ab12-2); version 3 serves meanwhile")
+    unchampioned_alert = expected(rules.RETRAIN_STARTED_ALERT, unchampioned, "Retraining of team-a/first started (trigger schedule, job first-train-cd34-1)")
+    last_minute = window // 60  # still firing at 600 - 60 s of age, resolved at 600 s
+    _passes(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            series(m.OPERATOR_PROMOTED_TIME, promoted, 2),
+            series(m.OPERATOR_PROMOTED_TIME, first, 1),
+            series(m.OPERATOR_ROLLED_BACK_TIME, rolled_back, 5, gap=True),
+            series(m.OPERATOR_RETRAIN_STARTED_TIME, retrain, 2),
+            series(m.OPERATOR_RETRAIN_STARTED_TIME, unchampioned, 3),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "30s", "alertname": rules.PROMOTED_ALERT, "exp_alerts": []},
+            {"eval_time": "1m", "alertname": rules.PROMOTED_ALERT, "exp_alerts": [first_alert]},
+            {"eval_time": "3m", "alertname": rules.PROMOTED_ALERT, "exp_alerts": [promoted_alert, first_alert]},
+            {"eval_time": f"{1 + last_minute}m", "alertname": rules.PROMOTED_ALERT, "exp_alerts": [promoted_alert]},
+            {"eval_time": f"{1 + last_minute}m", "alertname": rules.RETRAIN_STARTED_ALERT, "exp_alerts": [retrain_alert, unchampioned_alert]},
+            {"eval_time": f"{2 + last_minute}m", "alertname": rules.PROMOTED_ALERT, "exp_alerts": []},
+            {"eval_time": f"{2 + last_minute}m", "alertname": rules.RETRAIN_STARTED_ALERT, "exp_alerts": [unchampioned_alert]},
+            {"eval_time": "4m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": []},
+            {"eval_time": "5m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]},
+            # Through the stale sample and the minutes without the series: still the one alert.
+            *({"eval_time": f"{minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]} for minute in (6, 7, 8, 9)),
+            {"eval_time": f"{4 + last_minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": [rolled_back_alert]},
+            {"eval_time": f"{5 + last_minute}m", "alertname": rules.ROLLED_BACK_ALERT, "exp_alerts": []},
         ],
     }])

@@ -184,6 +184,9 @@ class PrometheusServer:
         self.rule_files = rule_files
         self.target_labels = target_labels
         self.groups = groups or []
+        #: (targets, labels) scraped with honor_labels: true (the operator, whose milestone gauges
+        #: carry the ModelDeployment's ``namespace``, as the chart's ServiceMonitor keeps it).
+        self.honoring_groups: list[tuple[list[str], dict[str, str]]] = []
         self.scrape_configs = scrape_configs
         #: host:port of Alertmanagers that firing alerts are sent to (every second).
         self.alertmanagers = alertmanagers or []
@@ -195,21 +198,29 @@ class PrometheusServer:
     def log_path(self) -> Path:
         return self.root / "prometheus.log"
 
+    def _write_targets(self) -> None:
+        """The static targets as file-based discovery reads them: a new target is picked up
+        without a configuration reload. (After each SIGHUP reload, the Debian Prometheus 2.42
+        with these 1 s intervals had Alertmanager resolve every firing alert and, as it kept
+        firing, notify it again: a test of "one notification" cannot reload.)"""
+        import json
+
+        for name, groups in (("targets.json", [(self.targets, self.target_labels), *self.groups]), ("targets-honor.json", self.honoring_groups)):
+            path = self.root / name
+            path.with_suffix(".tmp").write_text(json.dumps([{"targets": targets, "labels": labels} for targets, labels in groups if targets]))
+            path.with_suffix(".tmp").rename(path)  # whole, or not at all, when Prometheus reads it
+
     def _write_config(self) -> None:
         import yaml
 
+        self._write_targets()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
             "scrape_configs": self.scrape_configs if self.scrape_configs is not None else [
-                {
-                    "job_name": "modelship",
-                    "static_configs": [
-                        {"targets": targets, "labels": labels}
-                        for targets, labels in [(self.targets, self.target_labels), *self.groups]
-                        if targets
-                    ],
-                }
+                {"job_name": "modelship", "file_sd_configs": [{"files": [str(self.root / "targets.json")], "refresh_interval": "1s"}]},
+                # Targets whose own labels win (the operator's milestone gauges carry `namespace`).
+                {"job_name": "modelship-honor", "honor_labels": True, "file_sd_configs": [{"files": [str(self.root / "targets-honor.json")], "refresh_interval": "1s"}]},
             ],
         }
         if self.alertmanagers:
@@ -232,15 +243,13 @@ class PrometheusServer:
         ], timeout)
         return self
 
-    def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30) -> None:
-        """Scrape more targets: rewrite the configuration and reload it (SIGHUP), as a service
-        discovery would add a new pod."""
+    def add_group(self, targets: list[str], labels: dict[str, str], timeout: float = 30, honor_labels: bool = False) -> None:
+        """Scrape more targets, as a service discovery would add a new pod (file-based discovery:
+        no reload); ``honor_labels``: the targets' own labels win over ``labels``."""
         import httpx
 
-        self.groups.append((targets, labels))
-        self._write_config()
-        assert self.process is not None
-        self.process.send_signal(signal.SIGHUP)
+        (self.honoring_groups if honor_labels else self.groups).append((targets, labels))
+        self._write_targets()
 
         def scraped() -> bool:
             active = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
@@ -455,3 +464,83 @@ class OperatorProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
             return response.read().decode()
+
+
+class WebhookSink:
+    """An HTTP server on 127.0.0.1 that answers every POST with 200 and keeps its JSON body: it
+    stands in for a chat service's incoming-webhook endpoint (Slack's ``api_url``)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.received: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    sink.received.append({"path": self.path, "body": json.loads(body or b"null")})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> WebhookSink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 (aiosmtpd) that accepts every message and keeps it parsed
+    (:class:`email.message.EmailMessage`): Alertmanager's e-mail receiver delivers to it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[Any] = []
+        self._controller: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpSink:
+        import email
+        import email.policy
+
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                sink.messages.append(message)
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def texts(self) -> list[str]:
+        """The plain-text body of every message received."""
+        return [message.get_body(preferencelist=("plain",)).get_content() for message in list(self.messages)]
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

@@ -2,7 +2,10 @@
 
 :func:`routing` says what goes where: ModelshipDataDrift and ModelshipQualityDrop to the operator's webhook (which
 retrains when the ModelDeployment asks for it), and every Modelship alert to the optional Slack
-and e-mail receivers. :func:`alertmanager_yaml` renders it as the ``route`` and ``receivers`` of
+and e-mail receivers. The notifications of retrainings, promotions and rollbacks
+(:data:`rules.NOTIFICATION_ALERTS`) go to people only, through a receiver of their own that
+sends no "resolved" message: such an alert resolves by itself once its window is over, which is
+no news. :func:`alertmanager_yaml` renders it as the ``route`` and ``receivers`` of
 a plain ``alertmanager.yml`` (docs/alerting.md; the tests run a real Alertmanager on it), and
 :func:`alertmanager_config_spec` as the spec of a Prometheus Operator ``AlertmanagerConfig``
 (the chart's, generated into ``charts/modelship/files/alertmanagerconfig-spec.yaml`` with Helm
@@ -20,10 +23,15 @@ from typing import Any
 
 from modelship import generated
 from modelship.monitoring import metrics as m
-from modelship.monitoring.rules import DRIFT_ALERT, QUALITY_DROP_ALERT
+from modelship.monitoring.rules import DRIFT_ALERT, NOTIFICATION_ALERTS, QUALITY_DROP_ALERT
 
 OPERATOR_RECEIVER = "modelship-operator"
 NOTIFY_RECEIVER = "modelship-notify"
+#: The people's receiver for the milestone notifications: the same Slack and e-mail, no "resolved".
+MILESTONE_RECEIVER = "modelship-milestones"
+#: The alerts the operator's webhook acts on; nothing else reaches it.
+OPERATOR_ALERTS = f"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}"
+MILESTONE_ALERTS = "|".join(NOTIFICATION_ALERTS)
 GROUP_BY = ("alertname", "namespace", m.LABEL_DEPLOYMENT, m.LABEL_VERSION, m.LABEL_VARIANT)
 #: Every alert the generated rules raise starts with this.
 ALERT_PREFIX = "Modelship"
@@ -82,14 +90,18 @@ def _summary_text() -> str:
     return "{{ range .Alerts }}{{ .Annotations.summary }}{{ if .Annotations.drifted_features }}: {{ .Annotations.drifted_features }}{{ end }}\n{{ end }}"
 
 
+def _people(name: str, r: Routing, send_resolved: bool) -> dict[str, Any]:
+    receiver: dict[str, Any] = {"name": name}
+    if r.slack:
+        receiver["slack_configs"] = [{"channel": r.slack.channel, "api_url_file": r.slack.api_url_file, "send_resolved": send_resolved, "title": "{{ .CommonLabels.alertname }}", "text": _summary_text()}]
+    if r.email:
+        receiver["email_configs"] = [{"to": r.email.to, "send_resolved": send_resolved, "text": _summary_text()}]
+    return receiver
+
+
 def alertmanager_yaml(r: Routing) -> dict[str, Any]:
     """``route`` and ``receivers`` for alertmanager.yml (merge the route under your root route)."""
     operator: dict[str, Any] = {"url": r.webhook_url, "send_resolved": True, "max_alerts": 50, "http_config": {"authorization": {"type": "Bearer", "credentials_file": r.token_file}}}
-    notify: dict[str, Any] = {"name": NOTIFY_RECEIVER}
-    if r.slack:
-        notify["slack_configs"] = [{"channel": r.slack.channel, "api_url_file": r.slack.api_url_file, "send_resolved": True, "title": "{{ .CommonLabels.alertname }}", "text": _summary_text()}]
-    if r.email:
-        notify["email_configs"] = [{"to": r.email.to, "send_resolved": True}]
     timing = {"group_wait": r.timing.group_wait, "group_interval": r.timing.group_interval, "repeat_interval": r.timing.repeat_interval}
     return {
         "route": {
@@ -99,11 +111,12 @@ def alertmanager_yaml(r: Routing) -> dict[str, Any]:
             **timing,
             "routes": [
                 # The operator first; `continue` lets people hear of the same alert.
-                {"receiver": OPERATOR_RECEIVER, "matchers": [f'alertname=~"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}"'], "continue": True},
+                {"receiver": OPERATOR_RECEIVER, "matchers": [f'alertname=~"{OPERATOR_ALERTS}"'], "continue": True},
+                {"receiver": MILESTONE_RECEIVER, "matchers": [f'alertname=~"{MILESTONE_ALERTS}"']},
                 {"receiver": NOTIFY_RECEIVER},
             ],
         },
-        "receivers": [{"name": OPERATOR_RECEIVER, "webhook_configs": [operator]}, notify],
+        "receivers": [{"name": OPERATOR_RECEIVER, "webhook_configs": [operator]}, _people(NOTIFY_RECEIVER, r, True), _people(MILESTONE_RECEIVER, r, False)],
     }
 
 
@@ -121,16 +134,20 @@ def _secret(ref: tuple[str, str]) -> dict[str, str]:
     return {"name": ref[0], "key": ref[1]}
 
 
+def _people_spec(name: str, r: Routing, send_resolved: bool) -> dict[str, Any]:
+    receiver: dict[str, Any] = {"name": name}
+    if r.slack:
+        receiver["slackConfigs"] = [{"channel": r.slack.channel, "apiURL": _secret(r.slack.secret or ("", "")), "sendResolved": send_resolved, "title": "{{ .CommonLabels.alertname }}", "text": _summary_text()}]
+    if r.email:
+        receiver["emailConfigs"] = [{"to": r.email.to, "sendResolved": send_resolved, "text": _summary_text()}]
+    return receiver
+
+
 def alertmanager_config_spec(r: Routing) -> dict[str, Any]:
     """The ``spec`` of a ``monitoring.coreos.com/v1alpha1`` AlertmanagerConfig."""
     if r.token_secret is None:
         raise ValueError("an AlertmanagerConfig reads the webhook token from a Secret: give token_secret")
     operator = {"url": r.webhook_url, "sendResolved": True, "maxAlerts": 50, "httpConfig": {"authorization": {"type": "Bearer", "credentials": _secret(r.token_secret)}}}
-    notify: dict[str, Any] = {"name": NOTIFY_RECEIVER}
-    if r.slack:
-        notify["slackConfigs"] = [{"channel": r.slack.channel, "apiURL": _secret(r.slack.secret or ("", "")), "sendResolved": True, "title": "{{ .CommonLabels.alertname }}", "text": _summary_text()}]
-    if r.email:
-        notify["emailConfigs"] = [{"to": r.email.to, "sendResolved": True}]
     return {
         "route": {
             "receiver": NOTIFY_RECEIVER,
@@ -140,11 +157,12 @@ def alertmanager_config_spec(r: Routing) -> dict[str, Any]:
             "groupInterval": r.timing.group_interval,
             "repeatInterval": r.timing.repeat_interval,
             "routes": [
-                {"receiver": OPERATOR_RECEIVER, "matchers": [{"name": "alertname", "value": f"{DRIFT_ALERT}|{QUALITY_DROP_ALERT}", "matchType": "=~"}], "continue": True},
+                {"receiver": OPERATOR_RECEIVER, "matchers": [{"name": "alertname", "value": OPERATOR_ALERTS, "matchType": "=~"}], "continue": True},
+                {"receiver": MILESTONE_RECEIVER, "matchers": [{"name": "alertname", "value": MILESTONE_ALERTS, "matchType": "=~"}]},
                 {"receiver": NOTIFY_RECEIVER},
             ],
         },
-        "receivers": [{"name": OPERATOR_RECEIVER, "webhookConfigs": [operator]}, notify],
+        "receivers": [{"name": OPERATOR_RECEIVER, "webhookConfigs": [operator]}, _people_spec(NOTIFY_RECEIVER, r, True), _people_spec(MILESTONE_RECEIVER, r, False)],
     }
 
 

@@ -158,3 +158,24 @@ OPERATOR_ANALYSIS_VALUE = "modelship_operator_analysis_value"
 OPERATOR_ALERTS_TOTAL = "modelship_operator_alerts_total"
 #: Counter of calls of the Alertmanager webhook, label ``code`` (HTTP status).
 OPERATOR_ALERT_WEBHOOK_REQUESTS_TOTAL = "modelship_operator_alert_webhook_requests_total"
+
+# --- the operator's milestones, for the notification alerts (modelship.monitoring.rules) ------
+#: Labels of the timestamp gauges below besides ``namespace``, :data:`LABEL_DEPLOYMENT`,
+#: ``model`` and ``version``: the retraining's ``trigger`` and Job (``training_job``), the
+#: champion a promotion replaced (``previous_version``), why a version was rolled back
+#: (``reason``: AnalysisFailed, AnalysisInconclusive, Aborted, RolledBack) and the version that
+#: serves after it (``champion_version``).
+LABEL_TRIGGER = "trigger"
+LABEL_TRAINING_JOB = "training_job"
+LABEL_PREVIOUS_VERSION = "previous_version"
+LABEL_REASON = "reason"
+LABEL_CHAMPION_VERSION = "champion_version"
+#: Gauges: the Unix time the operator started a retraining (drift, quality, schedule or manual;
+#: ``version`` is the champion it may replace), made a version champion, or rolled one back.
+#: One series per resource and kind, the latest; alerts fire while it is recent (a timestamp,
+#: not a counter: a new series' first increment is invisible to ``increase()``).
+OPERATOR_RETRAIN_STARTED_TIME = "modelship_operator_retrain_started_timestamp_seconds"
+OPERATOR_PROMOTED_TIME = "modelship_operator_promoted_timestamp_seconds"
+OPERATOR_ROLLED_BACK_TIME = "modelship_operator_rolled_back_timestamp_seconds"
+#: Counter of versions rolled back, label ``reason``.
+OPERATOR_ROLLBACKS_TOTAL = "modelship_operator_rollbacks_total"

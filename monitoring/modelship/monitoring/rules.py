@@ -34,6 +34,11 @@ NOT_READY_ALERT = "ModelshipModelNotReady"
 ERROR_RATE_ALERT = "ModelshipHighErrorRate"
 DRIFT_EVALUATION_FAILING_ALERT = "ModelshipDriftEvaluationFailing"
 QUALITY_DROP_ALERT = "ModelshipQualityDrop"
+#: Notifications of the operator's milestones (its timestamp gauges), for people only.
+RETRAIN_STARTED_ALERT = "ModelshipRetrainStarted"
+PROMOTED_ALERT = "ModelshipRolloutPromoted"
+ROLLED_BACK_ALERT = "ModelshipRolloutRolledBack"
+NOTIFICATION_ALERTS = (RETRAIN_STARTED_ALERT, PROMOTED_ALERT, ROLLED_BACK_ALERT)
 
 #: How long the drift gauge must stay at 1 before the alert fires: one drifted evaluation of a
 #: small window is not a reason to retrain.
@@ -43,6 +48,11 @@ ERROR_RATIO_THRESHOLD = 0.05
 ERROR_RATE_FOR = "5m"
 #: How long live quality must stay past the threshold: a handful of unlucky labels is noise.
 QUALITY_DROP_FOR = "10m"
+
+#: How long a notification alert fires after its milestone: one notification per milestone as
+#: long as Alertmanager's repeat_interval is longer (its default and the chart's: 1h), and long
+#: enough to survive a few missed scrapes and the group_wait.
+NOTIFICATION_WINDOW_SECONDS = 600
 
 #: Where each alert's ``runbook_url`` points (a section per alert, anchored by its name).
 RUNBOOK_BASE = "https://github.com/modelship/modelship/blob/main/docs/runbooks.md"
@@ -196,6 +206,55 @@ def alerting_rules(drift_for: str = DRIFT_FOR) -> list[dict[str, Any]]:
     ]
 
 
+def _milestone_rule(alert: str, gauge: str, labels: tuple[str, ...], severity: str, summary: str, description: str) -> dict[str, Any]:
+    """An alert that fires while the operator's timestamp gauge of a milestone is younger than
+    :data:`NOTIFICATION_WINDOW_SECONDS`, then resolves by itself.
+
+    A timestamp, not ``increase()`` of a counter: every milestone is a new label set (its
+    version), and a series whose first sample is already 1 shows no increase; a restarted
+    Prometheus would also take old series for new ones. ``time() - timestamp`` is right on the
+    first scrape and needs no history (kube-prometheus-stack's job alerts use
+    ``kube_job_status_start_time`` the same way); Alertmanager's repeat_interval, longer than
+    the window, keeps it to one notification, much like Flagger's one message per canary event.
+    ``max_over_time`` over the window keeps it firing through a failed scrape or an operator
+    restart (which forgets the gauge): a gap would resolve it, and its return notify again."""
+    by = ", ".join(("namespace", m.LABEL_DEPLOYMENT, m.LABEL_MODEL, m.LABEL_VERSION, *labels))
+    window = NOTIFICATION_WINDOW_SECONDS
+    return {
+        "alert": alert,
+        "expr": f"time() - max by ({by}) (max_over_time({gauge}[{window}s])) < {window}",
+        "labels": {"severity": severity, "component": "operator"},
+        "annotations": {"summary": summary, "description": description, **_links(alert)},
+    }
+
+
+def notification_rules() -> list[dict[str, Any]]:
+    """Retrainings, promotions and rollbacks as alerts, so that Alertmanager's Slack and e-mail
+    receivers carry them (never to the operator's webhook: modelship.monitoring.alertmanager)."""
+    where = f"{{{{ $labels.namespace }}}}/{{{{ $labels.{m.LABEL_DEPLOYMENT} }}}}"
+    version = f"{{{{ $labels.{m.LABEL_VERSION} }}}}"
+    describe = f"`kubectl -n {{{{ $labels.namespace }}}} describe mdep {{{{ $labels.{m.LABEL_DEPLOYMENT} }}}}` shows its Events and conditions."
+    return [
+        _milestone_rule(
+            RETRAIN_STARTED_ALERT, m.OPERATOR_RETRAIN_STARTED_TIME, (m.LABEL_TRIGGER, m.LABEL_TRAINING_JOB), "info",
+            f"Retraining of {where} started (trigger {{{{ $labels.{m.LABEL_TRIGGER} }}}}, job {{{{ $labels.{m.LABEL_TRAINING_JOB} }}}})"
+            f"{{{{ with $labels.{m.LABEL_VERSION} }}}}; version {{{{ . }}}} serves meanwhile{{{{ end }}}}",
+            f"The operator started a training Job on a drift or quality alert, its schedule or `modelship retrain`. A version that passes the quality gate rolls out through spec.rollout. {describe}",
+        ),
+        _milestone_rule(
+            PROMOTED_ALERT, m.OPERATOR_PROMOTED_TIME, (m.LABEL_PREVIOUS_VERSION,), "info",
+            f"Version {version} of {where} is champion{{{{ with $labels.{m.LABEL_PREVIOUS_VERSION} }}}}, replacing version {{{{ . }}}}{{{{ end }}}}",
+            f"Model {{{{ $labels.{m.LABEL_MODEL} }}}} version {version} serves all traffic; the previous champion stays warm for spec.rollout.rollbackWindow (`modelship rollback`). {describe}",
+        ),
+        _milestone_rule(
+            ROLLED_BACK_ALERT, m.OPERATOR_ROLLED_BACK_TIME, (m.LABEL_REASON, m.LABEL_CHAMPION_VERSION), "warning",
+            f"Version {version} of {where} was rolled back ({{{{ $labels.{m.LABEL_REASON} }}}})"
+            f"{{{{ with $labels.{m.LABEL_CHAMPION_VERSION} }}}}; version {{{{ . }}}} serves{{{{ end }}}}",
+            f"Model {{{{ $labels.{m.LABEL_MODEL} }}}} version {version} takes no traffic: its canary analysis failed or stayed inconclusive, it was aborted, or a person rolled it back. {describe}",
+        ),
+    ]
+
+
 def rule_groups(drift_for: str = DRIFT_FOR, records_interval: str = "30s") -> dict[str, Any]:
     """The ``groups`` document: a Prometheus rule file, and the ``spec`` of a PrometheusRule.
 
@@ -206,6 +265,7 @@ def rule_groups(drift_for: str = DRIFT_FOR, records_interval: str = "30s") -> di
             {"name": "modelship.serving.records", "interval": records_interval, "rules": recording_rules()},
             {"name": "modelship.quality.records", "interval": records_interval, "rules": quality_recording_rules()},
             {"name": "modelship.serving.alerts", "rules": alerting_rules(drift_for)},
+            {"name": "modelship.operator.notifications", "rules": notification_rules()},
         ]
     }
 

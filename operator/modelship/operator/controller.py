@@ -276,6 +276,9 @@ class Controller:
             seconds = _seconds_between(last_training.get("startedAt"), last_training.get("finishedAt"))
             if seconds is not None:
                 metrics.TRAINING_SECONDS.observe(seconds)
+        # Once the status says so: a plan that could not be saved is made again, and told again.
+        for milestone in decision.milestones:
+            metrics.record_milestone(namespace, name, resource.registered_model_name, milestone)
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)

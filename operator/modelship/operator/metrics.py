@@ -1,6 +1,7 @@
 """The operator's own Prometheus metrics; their names live with every other Modelship metric
 name in modelship.monitoring.metrics."""
 
+import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -8,6 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from modelship.api.v1alpha1 import RolloutPhase, Verdict
 
 from modelship.monitoring import metrics as names
+from modelship.operator.events import PROMOTED, RETRAIN_STARTED, ROLLED_BACK, Milestone
 
 RECONCILES = Counter(names.OPERATOR_RECONCILES_TOTAL, "Reconciles of a ModelDeployment, by result.", ["result"])
 RECONCILE_SECONDS = Histogram(names.OPERATOR_RECONCILE_SECONDS, "Time of one reconcile.", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -25,6 +27,20 @@ ROLLOUT_STEP = Gauge(names.OPERATOR_ROLLOUT_STEP, "Current canary step, from 1 (
 TRAFFIC_WEIGHT = Gauge(names.OPERATOR_TRAFFIC_WEIGHT, "Percent of requests each version gets.", ["model", "version"])
 ANALYSIS_VERDICT = Gauge(names.OPERATOR_ANALYSIS_VERDICT, "1 for the latest verdict of each analysis check.", ["model", "check", "verdict"])
 ANALYSIS_VALUE = Gauge(names.OPERATOR_ANALYSIS_VALUE, "The value each analysis check measured last.", ["model", "check"])
+
+ROLLBACKS = Counter(names.OPERATOR_ROLLBACKS_TOTAL, "Versions rolled back, by reason.", ["reason"])
+_RESOURCE = ["namespace", names.LABEL_DEPLOYMENT, names.LABEL_MODEL, names.LABEL_VERSION]
+#: Milestone kind → its timestamp gauge and the labels of its details.
+MILESTONES: dict[str, tuple[Gauge, tuple[str, ...]]] = {
+    RETRAIN_STARTED: (Gauge(names.OPERATOR_RETRAIN_STARTED_TIME, "Unix time a retraining started; version: the champion then.", [*_RESOURCE, names.LABEL_TRIGGER, names.LABEL_TRAINING_JOB]), (names.LABEL_TRIGGER, names.LABEL_TRAINING_JOB)),
+    PROMOTED: (Gauge(names.OPERATOR_PROMOTED_TIME, "Unix time a version was made champion.", [*_RESOURCE, names.LABEL_PREVIOUS_VERSION]), (names.LABEL_PREVIOUS_VERSION,)),
+    ROLLED_BACK: (Gauge(names.OPERATOR_ROLLED_BACK_TIME, "Unix time a version was rolled back.", [*_RESOURCE, names.LABEL_REASON, names.LABEL_CHAMPION_VERSION]), (names.LABEL_REASON, names.LABEL_CHAMPION_VERSION)),
+}
+#: How long a milestone's series stays exported: longer than any notification alert's window
+#: (modelship.monitoring.rules.NOTIFICATION_WINDOW_SECONDS), short enough that the series do not pile up.
+MILESTONE_RETENTION_SECONDS = 3600.0
+#: (kind, label values) → when, for every milestone series exported.
+_milestones: dict[tuple[str, tuple[str, ...]], float] = {}
 
 #: Label values set per model, so that a version or check that is gone is removed, not frozen.
 _shown: dict[str, dict[str, set[Any]]] = {}
@@ -53,8 +69,30 @@ def record_rollout(model: str, status: dict[str, Any]) -> None:
     shown["checks"] = set(checks)
 
 
+def record_milestone(namespace: str, deployment: str, model: str, milestone: Milestone, at: float | None = None) -> None:
+    """Export a milestone's time (now unless ``at``); series older than the retention go."""
+    at = time.time() if at is None else at
+    gauge, detail_labels = MILESTONES[milestone.kind]
+    details = dict(milestone.details)
+    values = (namespace, deployment, model, milestone.version, *(details.get(label, "") for label in detail_labels))
+    for key, when in list(_milestones.items()):
+        if at - when > MILESTONE_RETENTION_SECONDS:
+            _forget_milestone(key)
+    gauge.labels(*values).set(at)
+    _milestones[(milestone.kind, values)] = at
+    if milestone.kind == ROLLED_BACK:
+        ROLLBACKS.labels(details.get(names.LABEL_REASON, "")).inc()
+
+
+def _forget_milestone(key: tuple[str, tuple[str, ...]]) -> None:
+    _milestones.pop(key, None)
+    _drop(MILESTONES[key[0]][0], *key[1])
+
+
 def forget_rollout(model: str) -> None:
     """Drop a deleted resource's rollout series."""
+    for key in [key for key in _milestones if key[1][2] == model]:
+        _forget_milestone(key)
     shown = _shown.pop(model, {"versions": set(), "checks": set()})
     for phase in RolloutPhase:
         _drop(ROLLOUT_PHASE, model, phase.value)

@@ -17,11 +17,12 @@ from typing import Any
 from modelship.api import names
 from modelship.api.results import TrainingOutcome
 from modelship.api.v1alpha1 import ModelDeployment, ModelDeploymentStatus, Phase, RolloutPhase, RolloutStatus
-from modelship.operator import builders, retrain, rollout
+from modelship.monitoring import metrics as metric_names
+from modelship.operator import builders, events, retrain, rollout
 from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING, PROMOTED, READY, TRAINED, condition, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
-from modelship.operator.events import Event
+from modelship.operator.events import Event, Milestone
 from modelship.operator.traffic import TrafficSplit, provider_for
 
 CHAMPION = "champion"
@@ -47,6 +48,8 @@ class Plan:
     #: Seconds until the resource should be looked at again (a pause's end, the next analysis,
     #: a schedule slot, a deferred retrain): the earliest of them.
     requeue_after: float | None = None
+    #: Retrainings started, versions promoted or rolled back by this plan: people are notified.
+    milestones: list[Milestone] = field(default_factory=list)
 
     def look_again_in(self, seconds: float | None) -> None:
         if seconds is not None and (self.requeue_after is None or seconds < self.requeue_after):
@@ -177,6 +180,9 @@ def plan_training(
         result.create.append(job)
         last = {"job": job["metadata"]["name"], "specHash": spec_hash, "generation": generation, "startedAt": stamp, "trigger": request["trigger"]}
         training_running = True
+        result.milestones.append(Milestone(events.RETRAIN_STARTED, status.get("championVersion") or "", (
+            (metric_names.LABEL_TRIGGER, request["trigger"]), (metric_names.LABEL_TRAINING_JOB, last["job"]),
+        )))
     result.events += retraining.notices
     result.look_again_in(retraining.requeue_after)
     status["retrain"] = retraining.retrain or None
@@ -274,7 +280,22 @@ def plan_rollout(
     result.events += decision.notices
     if decision.promoted:
         conditions.set(PROMOTED, *decision.promoted)
+    result.milestones += rollout_milestones(decision, champion)
     return decision
+
+
+def rollout_milestones(decision: rollout.RolloutDecision, champion: str | None) -> list[Milestone]:
+    """A promotion or a rollback this decision makes (``champion``: the one before it)."""
+    if decision.promoted is None:
+        return []
+    promoted, reason, _ = decision.promoted
+    if promoted and decision.promote:
+        return [Milestone(events.PROMOTED, decision.promote, ((metric_names.LABEL_PREVIOUS_VERSION, champion or ""),))]
+    # `modelship rollback` of a promotion rolls the champion back; a failed rollout its candidate.
+    version = champion if reason == "RolledBack" else (decision.rollout.candidate if decision.failure and decision.rollout else None)
+    if promoted or not version:
+        return []
+    return [Milestone(events.ROLLED_BACK, version, ((metric_names.LABEL_REASON, reason), (metric_names.LABEL_CHAMPION_VERSION, decision.champion or "")))]
 
 
 def plan_status(

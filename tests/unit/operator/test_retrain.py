@@ -306,13 +306,15 @@ def test_plan_starts_a_drift_job_apart_from_the_spec_job():
     drift = condition(result.status["conditions"], "DriftDetected")
     assert drift["status"] == "True" and "median_income=0.812" in drift["message"]
     assert "RetrainStarted" in [e.reason for e in result.events]
+    # People hear of it: the champion it may replace, the trigger and the Job.
+    assert [(m.kind, m.version, dict(m.details)) for m in result.milestones] == [("RetrainStarted", "1", {"trigger": "drift", "training_job": job["metadata"]["name"]})]
     ModelDeploymentStatus.model_validate(result.status)
 
     # The next reconcile sees the Job running: nothing new, and the spec Job is not wanted.
     observed.jobs[job["metadata"]["name"]] = JobState(job["metadata"]["name"])
     again = plan(resource, result.status, observed, OperatorConfig(), NOW)
     assert [o for o in again.create if o["kind"] == "Job"] == [] and again.delete == []
-    assert again.status["phase"] == "Training"
+    assert again.status["phase"] == "Training" and again.milestones == []
 
 
 def test_plan_recreates_a_lost_retraining_job_under_its_own_name():
@@ -320,7 +322,7 @@ def test_plan_recreates_a_lost_retraining_job_under_its_own_name():
     first = plan(resource, serving_status(resource, **retrain.record_alert({}, FIRING, NOW_TEXT)), Observed(serving={"1": ServingState("1", True)}), OperatorConfig(), NOW)
     name = first.status["lastTraining"]["job"]
     lost = plan(resource, first.status, Observed(jobs={}, serving={"1": ServingState("1", True)}), OperatorConfig(), NOW)
-    assert [o["metadata"]["name"] for o in lost.create if o["kind"] == "Job"] == [name]
+    assert [o["metadata"]["name"] for o in lost.create if o["kind"] == "Job"] == [name] and lost.milestones == []  # not a new retraining
 
 
 def test_plan_without_retrain_on_drift_skips_with_an_event():
@@ -328,7 +330,7 @@ def test_plan_without_retrain_on_drift_skips_with_an_event():
     result = plan(resource, serving_status(resource, **retrain.record_alert({}, FIRING, NOW_TEXT)), Observed(serving={"1": ServingState("1", True)}), OperatorConfig(), NOW)
     assert [o for o in result.create if o["kind"] == "Job"] == []
     assert [e.reason for e in result.events if e.reason.startswith("Retrain")] == ["RetrainSkipped"]
-    assert condition(result.status["conditions"], "DriftDetected")["status"] == "True"
+    assert condition(result.status["conditions"], "DriftDetected")["status"] == "True" and result.milestones == []
 
 
 def test_plan_starts_a_quality_job_without_touching_drift():

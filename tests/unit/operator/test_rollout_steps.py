@@ -376,3 +376,63 @@ def test_ab_runs_until_a_person_promotes_a_variant():
     # Every variant now resolves to the champion: nothing to test, nothing in flight.
     after = decide(AB, d.rollout, "2", None, False, at(3), requests=UserRequests(promote="challenger:2"))
     assert after.weights == {"2": 100} and after.promote is None and after.header_routes == ()
+
+
+# --- milestones: what people are notified of ---------------------------------------------
+
+_PROMOTED_STATE = RolloutStatus(candidate="2", phase="Promoted", previous_champion="1", warm_until="2026-11-22T08:30:00Z")
+
+
+@pytest.mark.parametrize(
+    "champion, decision, expected",
+    [
+        # The last step passed: a promotion, naming the champion it replaced.
+        ("1", lambda: run(SPEC, in_step(2), 20, measured=sample(20)), [("Promoted", "2", {"previous_version": "1"})]),
+        # The very first version has no champion to replace.
+        (None, lambda: decide(SPEC, RolloutStatus(candidate="1", phase="Waiting"), None, "1", True, at(1)), [("Promoted", "1", {"previous_version": ""})]),
+        # An approval promotes too.
+        ("1", lambda: run(MANUAL, run(MANUAL, in_step(2), 20, measured=sample(20)).rollout, 30, requests=UserRequests(approve="2")), [("Promoted", "2", {"previous_version": "1"})]),
+        # Failed analyses, an inconclusive timeout and an abort roll the candidate back.
+        ("1", lambda: run(SPEC, in_step(1, failed_checks=1), 10, measured=sample(10, errors=0.4)), [("RolledBack", "2", {"reason": "AnalysisFailed", "champion_version": "1"})]),
+        ("1", lambda: run(SPEC, in_step(0, inconclusive_since="2026-11-22T08:00:00Z"), 40, measured=sample(40, requests=1)), [("RolledBack", "2", {"reason": "AnalysisInconclusive", "champion_version": "1"})]),
+        ("1", lambda: run(SPEC, in_step(1), 5, requests=UserRequests(abort="2")), [("RolledBack", "2", {"reason": "Aborted", "champion_version": "1"})]),
+        # `modelship rollback` of a promotion: the champion goes, the previous one serves again (its
+        # alias is moved back, which is not a promotion).
+        ("2", lambda: decide(SPEC, _PROMOTED_STATE, "2", None, False, at(60), requests=UserRequests(rollback="2"), ready_versions=frozenset({"1", "2"})), [("RolledBack", "2", {"reason": "RolledBack", "champion_version": "1"})]),
+        # Nothing happens: waiting, a step, a pause, a steady champion, an A/B test running.
+        ("1", lambda: run(SPEC, None, 0, ready=False), []),
+        ("1", lambda: run(SPEC, run(SPEC, in_step(0), 10, measured=sample(10)).rollout, 20, measured=sample(20)), []),
+        ("1", lambda: run(SPEC, in_step(1), 10, measured=sample(10, errors=0.3)), []),
+        ("2", lambda: decide(SPEC, _PROMOTED_STATE, "2", None, False, at(60)), []),
+        ("1", lambda: decide(AB, None, "1", "2", True, at(0), ready_versions=frozenset({"1", "2"})), []),
+    ],
+)
+def test_milestones_of_the_step_machine(champion, decision, expected):
+    from modelship.operator.reconcile import rollout_milestones
+
+    found = [(m.kind, m.version, dict(m.details)) for m in rollout_milestones(decision(), champion)]
+    assert found == expected
+
+
+def test_milestone_gauges_keep_each_event_for_the_retention_then_drop_it():
+    from prometheus_client import REGISTRY
+
+    from modelship.operator import metrics
+    from modelship.operator.events import PROMOTED, ROLLED_BACK, Milestone
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, {"namespace": "team-a", "modelship_io_deployment": "gauged", "model": "team-a-gauged", **labels})
+
+    rollbacks = REGISTRY.get_sample_value("modelship_operator_rollbacks_total", {"reason": "AnalysisFailed"}) or 0
+    metrics.record_milestone("team-a", "gauged", "team-a-gauged", Milestone(PROMOTED, "2", (("previous_version", "1"),)), at=1000.0)
+    metrics.record_milestone("team-a", "gauged", "team-a-gauged", Milestone(ROLLED_BACK, "3", (("reason", "AnalysisFailed"), ("champion_version", "2"))), at=1500.0)
+    assert value("modelship_operator_promoted_timestamp_seconds", version="2", previous_version="1") == 1000.0
+    assert value("modelship_operator_rolled_back_timestamp_seconds", version="3", reason="AnalysisFailed", champion_version="2") == 1500.0
+    assert REGISTRY.get_sample_value("modelship_operator_rollbacks_total", {"reason": "AnalysisFailed"}) == rollbacks + 1
+    # A later milestone past the retention drops the old series; the newer one stays.
+    metrics.record_milestone("team-a", "gauged", "team-a-gauged", Milestone(PROMOTED, "4", (("previous_version", "2"),)), at=1000.0 + metrics.MILESTONE_RETENTION_SECONDS + 1)
+    assert value("modelship_operator_promoted_timestamp_seconds", version="2", previous_version="1") is None
+    assert value("modelship_operator_rolled_back_timestamp_seconds", version="3", reason="AnalysisFailed", champion_version="2") == 1500.0
+    metrics.forget_rollout("team-a-gauged")
+    assert value("modelship_operator_promoted_timestamp_seconds", version="4", previous_version="2") is None
+    assert value("modelship_operator_rolled_back_timestamp_seconds", version="3", reason="AnalysisFailed", champion_version="2") is None

@@ -46,7 +46,7 @@ def test_series_and_labels() -> None:
 
 def test_label_names_are_one_tuple() -> None:
     assert names.LABELS == ("model", "version", "variant")
-    assert all(value.startswith("modelship_") for key, value in vars(names).items() if key.isupper() and isinstance(value, str) and key not in {"LABEL_MODEL", "LABEL_VERSION", "LABEL_VARIANT", "LABEL_OUTCOME", "LABEL_ENDPOINT", "LABEL_CLASS", "LABEL_FEATURE", "LABEL_RUN_ID", "LABEL_TASK", "LABEL_METRIC", "QUALITY_WINDOW"} and not key.startswith(("OUTCOME", "RECORD_")))
+    assert all(value.startswith("modelship_") for key, value in vars(names).items() if key.isupper() and isinstance(value, str) and key not in {"LABEL_MODEL", "LABEL_VERSION", "LABEL_VARIANT", "LABEL_OUTCOME", "LABEL_ENDPOINT", "LABEL_CLASS", "LABEL_FEATURE", "LABEL_RUN_ID", "LABEL_TASK", "LABEL_METRIC", "QUALITY_WINDOW", "LABEL_TRIGGER", "LABEL_TRAINING_JOB", "LABEL_PREVIOUS_VERSION", "LABEL_REASON", "LABEL_CHAMPION_VERSION"} and not key.startswith(("OUTCOME", "RECORD_")))
     # Recording rules follow Prometheus's level:metric:operations naming.
     assert all(value.startswith("modelship:") for key, value in vars(names).items() if key.startswith("RECORD_"))
 
