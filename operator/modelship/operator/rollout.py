@@ -33,6 +33,7 @@ from modelship.api.v1alpha1 import (
     Verdict,
 )
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+from modelship.monitoring.metrics import TRAFFIC_LIVE, TRAFFIC_SHADOW
 from modelship.operator.events import Event
 from modelship.operator.traffic import HeaderRoute, Mirror
 
@@ -490,6 +491,13 @@ def _enter_step(state: RolloutStatus, spec: RolloutSpec, index: int, now: dt.dat
     state.inconclusive_since = None
     state.message = f"step {index + 1}/{len(steps)}: version {state.candidate} takes {steps[index].weight}% for {steps[index].pause}"
     return state
+
+
+def analysed_traffic(state: RolloutStatus | None) -> str:
+    """Which of the candidate's requests an analysis judges: in the shadow phase the gateway's
+    mirrored copies (it takes no user request then), in every weighted step user requests only."""
+    shadowing = state is not None and state.mirror_phase == MIRRORING and state.phase == RolloutPhase.progressing.value
+    return TRAFFIC_SHADOW if shadowing else TRAFFIC_LIVE
 
 
 def analysis_due(spec: RolloutSpec, state: RolloutStatus | None, now: dt.datetime) -> dt.datetime | None:
