@@ -113,7 +113,8 @@ class TrafficDriver:
         self.read_pins = read_pins
         self.pinned: dict[tuple[str, str], list[str]] = {}
         #: (backend, percent) of the route's RequestMirror filter: that share of the weighted
-        #: requests is copied there too, its answer discarded, as the gateway does.
+        #: requests is copied there too, its answer discarded, and its Host marked with
+        #: ``-shadow`` as Envoy marks it (tests/e2e/test_shadow.py measures that).
         self.read_mirror = read_mirror
         self.mirrored: dict[str, int] = {}
         self._stop = threading.Event()
@@ -161,7 +162,7 @@ class TrafficDriver:
                         client.post(f"{self.urls[backend]}/predict", json=servingkit.HOUSING_RECORD)
                         self.sent[backend] = self.sent.get(backend, 0) + 1
                         if mirror and mirror[0] in self.urls and random.random() * 100 < mirror[1]:
-                            client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD)
+                            client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD, headers={"host": mirror[0] + names.SHADOW_HOST_SUFFIX})
                             self.mirrored[mirror[0]] = self.mirrored.get(mirror[0], 0) + 1
                     except httpx.HTTPError:
                         pass
@@ -321,7 +322,7 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
         printed = modelship(cluster, "status", NAME, "-n", namespace)
         assert printed.returncode == 0 and "AwaitingApproval" in printed.stdout and "requests" in printed.stdout, printed.stdout
         # Every query of the dashboard's rollout row answers from the real operator and servers.
-        variables = {"$model": model_name, "$namespace": namespace}
+        variables = {"$model": model_name, "$namespace": namespace, "$__rate_interval": "1m"}
         for title, _, expr, _ in dashboards.rollout_queries():
             for variable, value in variables.items():
                 expr = expr.replace(variable, value)
