@@ -72,6 +72,7 @@ class Fleet:
         self.prometheus = prometheus
         self.urls: dict[str, str] = {}
         self._stack: list = []
+        self._by_version: dict[str, object] = {}
 
     def serve(self, version: str, variant: str, fault: dict[str, str] | None = None) -> None:
         context = servingkit.serve(
@@ -80,9 +81,17 @@ class Fleet:
         )
         server = context.__enter__()
         self._stack.append(context)
+        self._by_version[version] = context
         server.wait_ready()
         self.prometheus.add_group([f"127.0.0.1:{server.port}"], {"namespace": self.namespace, "pod": f"{NAME}-v{version}"})
         self.urls[f"{NAME}-v{version}"] = server.url
+
+    def retire(self, version: str) -> None:
+        """Stop a version's model server, as its pod stops when its Deployment is removed."""
+        context = self._by_version.pop(version)
+        self._stack.remove(context)
+        self.urls.pop(f"{NAME}-v{version}", None)
+        context.__exit__(None, None, None)
 
     def stop(self) -> None:
         for context in reversed(self._stack):

@@ -79,6 +79,7 @@ def test_mirrored_copies_are_counted_apart_and_stored_nowhere(served: tuple[serv
     assert metric(samples, names.PREDICTION_LATENCY_SECONDS + "_count", traffic=names.TRAFFIC_SHADOW, endpoint="predict") >= 12
     assert metric(samples, names.PREDICTED_RECORDS_TOTAL, traffic=names.TRAFFIC_SHADOW) >= 12
     assert server.client.get("/model").json()["driftWindowRows"] - window_before == 6
+    assert f"first mirrored request (Host {SHADOW_HOST!r})" in server.log()
 
     stored = wait_until(
         "the user's predictions in the store",

@@ -10,8 +10,12 @@ could take the feedback meant for the answer the user really got).
 
 from __future__ import annotations
 
+import logging
+
 from modelship.api.names import SHADOW_HOST_SUFFIX
 from modelship.monitoring.metrics import TRAFFIC_LIVE, TRAFFIC_SHADOW
+
+log = logging.getLogger(__name__)
 
 
 def host_name(host: str) -> str:
@@ -33,3 +37,17 @@ def traffic_kind(host: str | None) -> str:
     if value.endswith(SHADOW_HOST_SUFFIX) or host_name(value).endswith(SHADOW_HOST_SUFFIX):
         return TRAFFIC_SHADOW
     return TRAFFIC_LIVE
+
+
+_first_seen = False
+
+
+def request_traffic(host: str | None) -> str:
+    """:func:`traffic_kind`, logging the Host of the first mirrored copy a server gets (once:
+    what a person checks when a shadow phase shows no shadow requests)."""
+    global _first_seen
+    kind = traffic_kind(host)
+    if kind == TRAFFIC_SHADOW and not _first_seen:
+        _first_seen = True
+        log.info("first mirrored request (Host %r): counted as traffic=%r, kept out of the drift window and the prediction store", host, kind)
+    return kind

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from modelship.api import parse_duration
+from modelship.api.names import ABORT_ANNOTATION
 from modelship.api.v1alpha1 import (
     AbVariant,
     AnalysisSpec,
@@ -380,7 +381,8 @@ def _canary(
     notices: list[Event] = []
 
     if requests.abort == candidate:
-        return _roll_back(state, champion, candidate, now, settings, "Aborted", f"version {candidate} was aborted by request; version {champion} serves all traffic")
+        message = f"version {candidate} was aborted by a person (`modelship abort` or the {ABORT_ANNOTATION} annotation); version {champion} serves all traffic"
+        return _roll_back(state, champion, candidate, now, settings, "Aborted", message)
 
     if state.phase == RolloutPhase.waiting.value:
         if not ready:

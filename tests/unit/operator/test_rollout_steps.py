@@ -182,6 +182,9 @@ def test_manual_approval_waits_then_promotes_on_approve():
 def test_abort_rolls_back_the_candidate():
     d = run(MANUAL, in_step(1), 5, requests=UserRequests(abort="2"))
     assert d.weights == {"1": 100} and d.failure == "Aborted" and d.rollout.phase == "RolledBack"
+    assert d.promote is None and d.champion == "1" and d.keep == {"1": None, "2": 1}  # kept for inspection
+    assert d.promoted == (False, "Aborted", "version 2 was aborted by a person (`modelship abort` or the modelship.io/abort annotation); version 1 serves all traffic")
+    assert [(e.type, e.reason) for e in d.notices] == [("Warning", "Aborted")]
 
 
 def test_rollback_after_promotion_is_instant_while_warm():
