@@ -58,12 +58,13 @@ def latency_p95_query(namespace: str, model: str, version: str, window: str, tra
     return f"histogram_quantile(0.95, sum by (le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket{selector(namespace, model, version, traffic)}[{window}])))"
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(namespace|model|version|window)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*(namespace|model|version|window|traffic)\s*\}\}")
 
 
-def render_template(template: str, namespace: str, model: str, version: str, window: str) -> str:
-    """A custom analysis metric's query with its placeholders filled in."""
-    values = {"namespace": namespace, "model": model, "version": version, "window": window}
+def render_template(template: str, namespace: str, model: str, version: str, window: str, traffic: str = m.TRAFFIC_LIVE) -> str:
+    """A custom analysis metric's query with its placeholders filled in (``{{traffic}}``: the
+    traffic kind the step is judged on, for ``traffic="{{traffic}}"``)."""
+    values = {"namespace": namespace, "model": model, "version": version, "window": window, "traffic": traffic}
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 

@@ -69,6 +69,6 @@ class PrometheusClient:
             queries.CHECK_LATENCY_P95: queries.latency_p95_query(namespace, model, version, window, traffic),
         }
         for metric in resource.spec.rollout.analysis.metrics or ():
-            wanted[metric.name] = queries.render_template(metric.query, namespace, model, version, window)
+            wanted[metric.name] = queries.render_template(metric.query, namespace, model, version, window, traffic)
         measured = await asyncio.gather(*(self.value(name, expr) for name, expr in wanted.items()))
         return AnalysisSample(at=now, measurements=tuple(measured))

@@ -306,6 +306,11 @@ def test_queries_select_one_version_of_one_model_in_one_namespace():
     assert 'outcome="error"' in analysis.error_ratio_query("team-a", "m", "2", "90s")
     assert analysis.selector("a", 'we"ird', "1") == '{namespace="a",model="we\\"ird",version="1"}'
     assert analysis.render_template("x{version=\"{{ version }}\"}[{{window}}]", "a", "m", "3", "30s") == 'x{version="3"}[30s]'
+    assert analysis.render_template('x{traffic="{{traffic}}"}', "a", "m", "3", "30s") == 'x{traffic="live"}'
+    assert analysis.render_template('x{traffic="{{traffic}}"}', "a", "m", "3", "30s", "shadow") == 'x{traffic="shadow"}'
+    from modelship.api.v1alpha1 import query_template_problem
+
+    assert query_template_problem('sum(rate(x{version="{{version}}",traffic="{{traffic}}"}[{{window}}]))') is None
     assert analysis.window_of(3.7) == "10s" and analysis.window_of(95.2) == "95s"
 
 
