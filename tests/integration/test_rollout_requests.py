@@ -76,11 +76,10 @@ def test_abort_mid_canary_and_a_cold_rollback(cluster, namespace, rollout_env):
         again = modelship(cluster, "abort", NAME, "-n", namespace)
         assert again.returncode == 1 and "no rollout in flight to abort" in again.stderr
 
-        # 2. Version 3 is promoted (one short step); after rollbackWindow version 1's warm
-        #    Deployment is removed.
-        patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 3.0}}, "rollout": {"canary": {"steps": [{"weight": 100, "pause": "3s"}]}}})
+        # 2. Version 3 is promoted (at once: the canary path is test_rollout.py's); after
+        #    rollbackWindow version 1's warm Deployment is removed.
+        patch_spec(cluster, namespace, {"training": {"hyperparameters": {"alpha": 3.0}}, "rollout": {"strategy": "immediate"}})
         new_version(cluster, namespace, "3")
-        fleet.serve("3", "canary")
         promoted3 = wait_status(cluster, namespace, "version 3 to be promoted", lambda s: s.get("championVersion") == "3" and s.get("phase") == "Serving", timeout=240)
         assert promoted3["rollout"]["previousChampion"] == "1"
         cluster.wait_until("version 1's warm copy to be removed", lambda: f"{NAME}-v1" not in deployments(cluster, namespace), timeout=60)
