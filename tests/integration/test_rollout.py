@@ -75,6 +75,7 @@ class Fleet:
         self.prometheus = prometheus
         self.urls: dict[str, str] = {}
         self._stack: list = []
+        self._by_version: dict[str, object] = {}
 
     def serve(self, version: str, variant: str, fault: dict[str, str] | None = None, spec: dict | None = None) -> servingkit.Server:
         """``spec``: the ModelDeployment's spec, for the server's drift monitoring."""
@@ -84,11 +85,19 @@ class Fleet:
         )
         server = context.__enter__()
         self._stack.append(context)
+        self._by_version[version] = context
         server.wait_ready()
         # The labels the chart's PodMonitor gives: the pod's namespace and its ModelDeployment.
         self.prometheus.add_group([f"127.0.0.1:{server.port}"], {"namespace": self.namespace, "pod": f"{self.name}-v{version}", LABEL_DEPLOYMENT: self.name})
         self.urls[f"{self.name}-v{version}"] = server.url
         return server
+
+    def retire(self, version: str) -> None:
+        """Stop a version's model server, as its pod stops when its Deployment is removed."""
+        context = self._by_version.pop(version)
+        self._stack.remove(context)
+        self.urls.pop(f"{NAME}-v{version}", None)
+        context.__exit__(None, None, None)
 
     def stop(self) -> None:
         for context in reversed(self._stack):
@@ -120,7 +129,8 @@ class TrafficDriver:
         self.read_pins = read_pins
         self.pinned: dict[tuple[str, str], list[str]] = {}
         #: (backend, percent) of the route's RequestMirror filter: that share of the weighted
-        #: requests is copied there too, its answer discarded, as the gateway does.
+        #: requests is copied there too, its answer discarded, and its Host marked with
+        #: ``-shadow`` as Envoy marks it (tests/e2e/test_shadow.py measures that).
         self.read_mirror = read_mirror
         self.mirrored: dict[str, int] = {}
         #: What each weighted request posts: one of these, at random.
@@ -170,7 +180,7 @@ class TrafficDriver:
                         client.post(f"{self.urls[backend]}/predict", json=random.choice(self.records))
                         self.sent[backend] = self.sent.get(backend, 0) + 1
                         if mirror and mirror[0] in self.urls and random.random() * 100 < mirror[1]:
-                            client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD)
+                            client.post(f"{self.urls[mirror[0]]}/predict", json=servingkit.HOUSING_RECORD, headers={"host": mirror[0] + names.SHADOW_HOST_SUFFIX})
                             self.mirrored[mirror[0]] = self.mirrored.get(mirror[0], 0) + 1
                     except httpx.HTTPError:
                         pass
@@ -330,7 +340,7 @@ def test_canary_rollouts_on_live_metrics(cluster, namespace, rollout_env):
         printed = modelship(cluster, "status", NAME, "-n", namespace)
         assert printed.returncode == 0 and "AwaitingApproval" in printed.stdout and "requests" in printed.stdout, printed.stdout
         # Every query of the dashboard's rollout row answers from the real operator and servers.
-        variables = {"$model": model_name, "$namespace": namespace}
+        variables = {"$model": model_name, "$namespace": namespace, "$__rate_interval": "1m"}
         for title, _, expr, _ in dashboards.rollout_queries():
             for variable, value in variables.items():
                 expr = expr.replace(variable, value)

@@ -159,6 +159,32 @@ def test_error_ratio_latency_and_an_idle_version(tmp_path: Path) -> None:
     }])
 
 
+def test_mirrored_copies_count_in_no_user_figure(tmp_path: Path) -> None:
+    """A candidate in a shadow phase: its user requests all succeed fast; the gateway's mirrored
+    copies (``traffic="shadow"``) all fail slowly, and neither the rules nor the alert see them."""
+    live, shadow = {"traffic": m.TRAFFIC_LIVE, "endpoint": "predict"}, {"traffic": m.TRAFFIC_SHADOW, "endpoint": "predict"}
+    _passes(tmp_path, [{
+        "interval": "15s",
+        "input_series": [
+            _series(m.PREDICTIONS_TOTAL, "0+30x60", outcome="success", **live),
+            _series(m.PREDICTIONS_TOTAL, "0+0x60", outcome="error", **live),
+            _series(m.PREDICTIONS_TOTAL, "0+0x60", outcome="success", **shadow),
+            _series(m.PREDICTIONS_TOTAL, "0+90x60", outcome="error", **shadow),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+30x60", le="0.01", **live),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+30x60", le="+Inf", **live),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+0x60", le="0.01", **shadow),
+            _series(f"{m.PREDICTION_LATENCY_SECONDS}_bucket", "0+90x60", le="+Inf", **shadow),
+        ],
+        "promql_expr_test": [
+            {"expr": f'{m.RECORD_REQUEST_RATE}{{outcome="success"}}', "eval_time": "10m", "exp_samples": [{"labels": _selector(m.RECORD_REQUEST_RATE, {**SERVED, "outcome": "success"}), "value": 2}]},
+            {"expr": f'{m.RECORD_REQUEST_RATE}{{outcome="error"}}', "eval_time": "10m", "exp_samples": [{"labels": _selector(m.RECORD_REQUEST_RATE, {**SERVED, "outcome": "error"}), "value": 0}]},
+            {"expr": m.RECORD_ERROR_RATIO, "eval_time": "10m", "exp_samples": [{"labels": _selector(m.RECORD_ERROR_RATIO, SERVED), "value": 0}]},
+            {"expr": f"{m.RECORD_LATENCY_P95} <= 0.01", "eval_time": "10m", "exp_samples": [{"labels": _selector(m.RECORD_LATENCY_P95, SERVED), "value": 0.0095}]},
+        ],
+        "alert_rule_test": [{"eval_time": "10m", "alertname": rules.ERROR_RATE_ALERT, "exp_alerts": []}],
+    }])
+
+
 def test_a_model_that_never_loads_alerts_and_a_loaded_one_does_not(tmp_path: Path) -> None:
     loaded = {**SERVED, "version": "2"}
     _passes(tmp_path, [{

@@ -183,8 +183,11 @@ class ModelRuntime:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def predict(self, body: bytes, request_id: str | None, endpoint: str = "predict") -> Reply:
-        """``POST /predict`` (micro-batched) and ``POST /predict/batch`` (one direct model call)."""
+    async def predict(self, body: bytes, request_id: str | None, endpoint: str = "predict", traffic: str = names.TRAFFIC_LIVE) -> Reply:
+        """``POST /predict`` (micro-batched) and ``POST /predict/batch`` (one direct model call).
+        A ``shadow`` copy (:mod:`modelship.serving.mirroring`) is answered and counted as such,
+        but feeds neither the drift window nor the prediction store: its inputs are the users'
+        and already count where the users were answered."""
         started = time.perf_counter()
         request_id = request_id_of(request_id)
         headers = {REQUEST_ID_HEADER: request_id, VARIANT_HEADER: self.settings.variant}
@@ -202,7 +205,7 @@ class ModelRuntime:
                 log.exception("unexpected error on %s", endpoint)
                 error = PredictionError(f"internal error: {type(unexpected).__name__}")
             outcome = names.OUTCOME_INVALID if is_client_error(error) else names.OUTCOME_ERROR
-            self.metrics.request(outcome, endpoint, time.perf_counter() - started)
+            self.metrics.request(outcome, endpoint, time.perf_counter() - started, traffic)
             if self.model.artifacts is not None:
                 headers[VERSION_HEADER] = self.model.artifacts.version
             if isinstance(error, ModelNotReady):
@@ -212,14 +215,15 @@ class ModelRuntime:
         reply["requestId"] = request_id
         if len(ids) > 1:
             reply["recordIds"] = ids
-        self.metrics.request(names.OUTCOME_SUCCESS, endpoint, time.perf_counter() - started)
-        self.metrics.predictions(output.predictions, self._classification)
-        if self.drift is not None:
+        self.metrics.request(names.OUTCOME_SUCCESS, endpoint, time.perf_counter() - started, traffic)
+        self.metrics.predictions(output.predictions, self._classification, traffic)
+        live = traffic != names.TRAFFIC_SHADOW
+        if live and self.drift is not None:
             self.drift.add(records)
-        if self.store is not None:
+        if live and self.store is not None:
             self._store(request_id, ids, records, reply)
         if self.prediction_log is not None:
-            self.prediction_log.record(request_id, records, reply)
+            self.prediction_log.record(request_id, records, reply if live else {**reply, names.LABEL_TRAFFIC: traffic})
         headers[VERSION_HEADER] = reply["version"]
         return Reply(200, reply, headers)
 

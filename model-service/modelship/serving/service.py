@@ -23,6 +23,7 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from modelship.serving.mirroring import request_traffic
 from modelship.serving.runtime import REQUEST_ID_HEADER, ModelRuntime, Reply
 from modelship.serving.settings import ServingSettings
 from modelship.serving.timeout import install as install_request_timeout
@@ -114,12 +115,12 @@ def _runtime() -> ModelRuntime:
 # round trip on every request (measured: most of the latency at concurrency 1).
 @app.post("/predict", openapi_extra=_PREDICT_BODY, responses=_ERRORS, summary="Predict one record or a list of records (adaptive batching)")
 async def predict(request: Request) -> Response:
-    return _response(await _runtime().predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "predict"))
+    return _response(await _runtime().predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "predict", request_traffic(request.headers.get("host"))))
 
 
 @app.post("/predict/batch", openapi_extra=_PREDICT_BODY, responses=_ERRORS, summary="Predict a large list of records in one model call")
 async def predict_batch(request: Request) -> Response:
-    return _response(await _runtime().predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "batch"))
+    return _response(await _runtime().predict(await request.body(), request.headers.get(REQUEST_ID_HEADER), "batch", request_traffic(request.headers.get("host"))))
 
 
 _FEEDBACK_ITEM: dict[str, Any] = {

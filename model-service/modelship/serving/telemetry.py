@@ -3,7 +3,8 @@
 Created with ``prometheus_client`` on first use, inside the BentoML worker, so they land in the
 multiprocess directory the service's ``/metrics`` reads (``PROMETHEUS_MULTIPROC_DIR``, set by
 ``bentoml serve``), or in the default registry when there is no such directory (tests).
-Every series carries ``model``, ``version``, ``variant``.
+Every series carries ``model``, ``version``, ``variant``; the per-request ones also ``traffic``
+(``live``, or ``shadow`` for a gateway's mirrored copy: :mod:`modelship.serving.mirroring`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ def _families() -> dict[str, Any]:
     from prometheus_client import Counter, Gauge, Histogram
 
     labels = list(names.LABELS)
+    per_request = [*labels, names.LABEL_TRAFFIC]
     return {
-        "predictions": Counter(names.PREDICTIONS_TOTAL, "Prediction requests by outcome (success, invalid, error).", [*labels, names.LABEL_OUTCOME, names.LABEL_ENDPOINT]),
-        "records": Counter(names.PREDICTED_RECORDS_TOTAL, "Records predicted.", labels),
-        "latency": Histogram(names.PREDICTION_LATENCY_SECONDS, "Prediction request latency in seconds.", [*labels, names.LABEL_ENDPOINT], buckets=names.LATENCY_BUCKETS),
+        "predictions": Counter(names.PREDICTIONS_TOTAL, "Prediction requests by outcome (success, invalid, error) and traffic (live, or shadow: a gateway's mirrored copy).", [*per_request, names.LABEL_OUTCOME, names.LABEL_ENDPOINT]),
+        "records": Counter(names.PREDICTED_RECORDS_TOTAL, "Records predicted.", per_request),
+        "latency": Histogram(names.PREDICTION_LATENCY_SECONDS, "Prediction request latency in seconds.", [*per_request, names.LABEL_ENDPOINT], buckets=names.LATENCY_BUCKETS),
         "batch": Histogram(names.BATCH_SIZE, "Rows per model call after adaptive batching.", labels, buckets=names.BATCH_SIZE_BUCKETS),
-        "value": Histogram(names.PREDICTION_VALUE, "Predicted values (regression).", labels, buckets=_value_buckets()),
-        "klass": Counter(names.PREDICTED_CLASS_TOTAL, "Predicted classes (classification).", [*labels, names.LABEL_CLASS]),
+        "value": Histogram(names.PREDICTION_VALUE, "Predicted values (regression).", per_request, buckets=_value_buckets()),
+        "klass": Counter(names.PREDICTED_CLASS_TOTAL, "Predicted classes (classification).", [*per_request, names.LABEL_CLASS]),
         "feature_score": Gauge(names.FEATURE_DRIFT_SCORE, "Drift score of each feature in the last evaluation.", [*labels, names.LABEL_FEATURE], multiprocess_mode=_GAUGE_MODE),
         "feature_drifted": Gauge(names.FEATURE_DRIFTED, "1 when the feature drifted in the last evaluation.", [*labels, names.LABEL_FEATURE], multiprocess_mode=_GAUGE_MODE),
         "share": Gauge(names.DRIFTED_FEATURES_SHARE, "Share of drifted features in the last evaluation.", labels, multiprocess_mode=_GAUGE_MODE),
@@ -80,55 +82,57 @@ class ServingMetrics:
         lv = (model, version, variant)
         self._f = f
         self._lv = lv
-        self._outcomes: dict[tuple[str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-        self._classes: dict[str, Any] = {}
+        self._outcomes: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._classes: dict[tuple[str, str], Any] = {}
+        self._records: dict[str, Any] = {}
+        self._values: dict[str, Any] = {}
         self._eager = eager
         if eager:
-            for outcome in names.OUTCOMES:
-                for endpoint in ("predict", "batch"):
-                    self._outcome(outcome, endpoint)
+            # Shadow series too: a candidate's first mirrored requests must count in increase().
+            for traffic in names.TRAFFIC_KINDS:
+                for outcome in names.OUTCOMES:
+                    for endpoint in ("predict", "batch"):
+                        self._outcome(outcome, endpoint, traffic)
             self._ready = f["ready"].labels(*lv)
             self._ready.set(0)
 
-    def _outcome(self, outcome: str, endpoint: str) -> Any:
-        child = self._outcomes.get((outcome, endpoint))
+    def _outcome(self, outcome: str, endpoint: str, traffic: str) -> Any:
+        child = self._outcomes.get((outcome, endpoint, traffic))
         if child is None:
-            child = self._outcomes[(outcome, endpoint)] = self._f["predictions"].labels(*self._lv, outcome, endpoint)
-            self._latency.setdefault(endpoint, self._f["latency"].labels(*self._lv, endpoint))
+            child = self._outcomes[(outcome, endpoint, traffic)] = self._f["predictions"].labels(*self._lv, traffic, outcome, endpoint)
+            self._latency.setdefault((endpoint, traffic), self._f["latency"].labels(*self._lv, traffic, endpoint))
         return child
-
-    @functools.cached_property
-    def _records(self) -> Any:
-        return self._f["records"].labels(*self._lv)
 
     @functools.cached_property
     def _batch(self) -> Any:
         return self._f["batch"].labels(*self._lv)
 
     @functools.cached_property
-    def _value(self) -> Any:
-        return self._f["value"].labels(*self._lv)
-
-    @functools.cached_property
     def _window(self) -> Any:
         return self._f["window"].labels(*self._lv)
 
-    def request(self, outcome: str, endpoint: str, seconds: float) -> None:
-        self._outcome(outcome, endpoint).inc()
-        self._latency[endpoint].observe(seconds)
+    def request(self, outcome: str, endpoint: str, seconds: float, traffic: str = names.TRAFFIC_LIVE) -> None:
+        self._outcome(outcome, endpoint, traffic).inc()
+        self._latency[(endpoint, traffic)].observe(seconds)
 
-    def predictions(self, values: list[Any], classification: bool) -> None:
-        self._records.inc(len(values))
+    def predictions(self, values: list[Any], classification: bool, traffic: str = names.TRAFFIC_LIVE) -> None:
+        records = self._records.get(traffic)
+        if records is None:
+            records = self._records[traffic] = self._f["records"].labels(*self._lv, traffic)
+        records.inc(len(values))
         if classification:
             for value in values:
-                key = str(value)
+                key = (str(value), traffic)
                 child = self._classes.get(key)
                 if child is None:
-                    child = self._classes[key] = self._f["klass"].labels(*self._lv, key)
+                    child = self._classes[key] = self._f["klass"].labels(*self._lv, traffic, key[0])
                 child.inc()
         else:
-            observe = self._value.observe
+            histogram = self._values.get(traffic)
+            if histogram is None:
+                histogram = self._values[traffic] = self._f["value"].labels(*self._lv, traffic)
+            observe = histogram.observe
             for value in values:
                 observe(value)
 

@@ -79,6 +79,13 @@ def rollout_queries() -> list[tuple[str, str, str, str]]:
         ("Rollout: analysis verdicts", "short", f"max by (model, check, verdict) ({m.OPERATOR_ANALYSIS_VERDICT}{{{model}}}) == 1", "{{check}}: {{verdict}}"),
         ("Rollout: error ratio, candidate vs champion", "percentunit", f"max by ({_PER_VERSION}) ({m.RECORD_ERROR_RATIO}{{{SELECTED}}})", _VERSION_LEGEND),
         ("Rollout: p95 latency, candidate vs champion", "s", f"max by ({_PER_VERSION}) ({m.RECORD_LATENCY_P95}{{{SELECTED}}})", _VERSION_LEGEND),
+        # The recording rules above are user traffic only; a shadow phase shows here.
+        (
+            "Rollout: shadow (mirrored) requests per second by outcome",
+            "reqps",
+            f"sum by ({_PER_VERSION}, {m.LABEL_OUTCOME}) (rate({m.PREDICTIONS_TOTAL}{{{SELECTED}, {m.SHADOW_TRAFFIC_MATCHER}}}[$__rate_interval]))",
+            "v{{version}} {{variant}} {{outcome}}",
+        ),
     ]
 
 

@@ -25,6 +25,20 @@ OUTCOME_INVALID = "invalid"  #: rejected with a 4xx (bad input); the model was n
 OUTCOME_ERROR = "error"  #: failed with a 5xx (model not ready, internal error)
 OUTCOMES: tuple[str, ...] = (OUTCOME_SUCCESS, OUTCOME_INVALID, OUTCOME_ERROR)
 
+#: Extra label of the per-request series (:data:`PREDICTIONS_TOTAL`,
+#: :data:`PREDICTION_LATENCY_SECONDS`, :data:`PREDICTED_RECORDS_TOTAL`,
+#: :data:`PREDICTION_VALUE`, :data:`PREDICTED_CLASS_TOTAL`): whose request it was. A gateway's
+#: mirror (Gateway API ``RequestMirror``, the shadow phase of a canary) sends the candidate a
+#: copy whose answer nobody sees; it is counted apart so it never passes for user traffic.
+LABEL_TRAFFIC = "traffic"
+TRAFFIC_LIVE = "live"  #: a request whose answer went back to the caller
+TRAFFIC_SHADOW = "shadow"  #: a mirrored copy; its answer is discarded by the gateway
+TRAFFIC_KINDS: tuple[str, ...] = (TRAFFIC_LIVE, TRAFFIC_SHADOW)
+#: The matcher of user traffic: ``!=`` rather than ``= live``, so the series of a model server
+#: from before the label still count as what they were (user traffic).
+LIVE_TRAFFIC_MATCHER = f'{LABEL_TRAFFIC}!="{TRAFFIC_SHADOW}"'
+SHADOW_TRAFFIC_MATCHER = f'{LABEL_TRAFFIC}="{TRAFFIC_SHADOW}"'
+
 #: Extra label of :data:`PREDICTION_LATENCY_SECONDS`: the endpoint (``predict`` or ``batch``).
 LABEL_ENDPOINT = "endpoint"
 #: Extra label of :data:`PREDICTED_CLASS_TOTAL`.

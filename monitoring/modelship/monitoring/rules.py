@@ -92,13 +92,16 @@ def _links(alert: str) -> dict[str, str]:
 
 
 def recording_rules() -> list[dict[str, Any]]:
-    requests = f"sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}[1m]))"
-    errors = f'sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}{{{m.LABEL_OUTCOME}="{m.OUTCOME_ERROR}"}}[1m]))'
+    """User traffic only: a gateway's mirrored copies (``traffic="shadow"``) are no one's requests,
+    so they count in no rate, ratio, latency or alert built on these."""
+    live = m.LIVE_TRAFFIC_MATCHER
+    requests = f"sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}{{{live}}}[1m]))"
+    errors = f'sum by ({_BY}) (rate({m.PREDICTIONS_TOTAL}{{{live}, {m.LABEL_OUTCOME}="{m.OUTCOME_ERROR}"}}[1m]))'
     return [
-        {"record": m.RECORD_REQUEST_RATE, "expr": f"sum by ({_BY}, {m.LABEL_OUTCOME}) (rate({m.PREDICTIONS_TOTAL}[1m]))"},
+        {"record": m.RECORD_REQUEST_RATE, "expr": f"sum by ({_BY}, {m.LABEL_OUTCOME}) (rate({m.PREDICTIONS_TOTAL}{{{live}}}[1m]))"},
         # No traffic gives no ratio (not 0/0): an idle canary is neither good nor bad.
         {"record": m.RECORD_ERROR_RATIO, "expr": f"{errors} / ({requests} > 0)"},
-        {"record": m.RECORD_LATENCY_P95, "expr": f"histogram_quantile(0.95, sum by ({_BY}, le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket[1m])))"},
+        {"record": m.RECORD_LATENCY_P95, "expr": f"histogram_quantile(0.95, sum by ({_BY}, le) (rate({m.PREDICTION_LATENCY_SECONDS}_bucket{{{live}}}[1m])))"},
     ]
 
 

@@ -35,6 +35,12 @@ PROMOTE_ANNOTATION = PREFIX + "promote"
 #: On a ModelDeployment: a new value asks for a retraining now (``modelship retrain NAME``).
 RETRAIN_ANNOTATION = PREFIX + "retrain"
 
+# --- headers ---------------------------------------------------------------------------
+#: What Envoy (so Contour and Envoy Gateway) appends to the Host (``:authority``) of a request
+#: it mirrors (``request_mirror_policies``; Gateway API ``RequestMirror``): the model server
+#: counts such a copy as shadow traffic (modelship.monitoring.metrics.TRAFFIC_SHADOW).
+SHADOW_HOST_SUFFIX = "-shadow"
+
 # --- environment of the pods -----------------------------------------------------------
 ENV_SPEC = "MODELSHIP_SPEC"
 ENV_MODEL_NAME = "MODELSHIP_MODEL_NAME"

@@ -413,7 +413,7 @@ class CanarySpec(ApiModel):
 
 
 #: Placeholders a custom analysis query may use; the operator fills them in for each check.
-QUERY_PLACEHOLDERS = ("namespace", "model", "version", "window")
+QUERY_PLACEHOLDERS = ("namespace", "model", "version", "window", "traffic")
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
@@ -459,7 +459,7 @@ class AnalysisMetric(ApiModel):
         ...,
         min_length=1,
         max_length=4096,
-        description="PromQL returning one value; {{namespace}}, {{model}} (registered model name), {{version}} and {{window}} (the step so far, e.g. 90s) are filled in.",
+        description="PromQL returning one value; {{namespace}}, {{model}} (registered model name), {{version}} and {{window}} (the step so far, e.g. 90s) are filled in, and {{traffic}}: live, or shadow in the shadow phase (select traffic=\"{{traffic}}\" to judge the requests the built-in checks judge).",
     )
     min: float | None = Field(None, description="Smallest acceptable value.")
     max: float | None = Field(None, description="Largest acceptable value.")

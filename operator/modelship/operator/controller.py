@@ -244,7 +244,7 @@ class Controller:
         state = rollout_state(status)
         step_started = rollout.analysis_due(resource.spec.rollout, state, now)
         if step_started is not None and state and state.candidate:
-            sample = await self.prometheus.measure(resource, state.candidate, step_started, now)
+            sample = await self.prometheus.measure(resource, state.candidate, step_started, now, rollout.analysed_traffic(state))
         variant_samples = quality = None
         if rollout.ab_analysis_due(resource.spec.rollout, state, now):
             variant_samples, quality = await asyncio.gather(self._measure_variants(resource, status, now), self._measure_quality(resource, status, state, now))

@@ -13,6 +13,7 @@ import httpx
 from modelship.api.v1alpha1 import ModelDeployment, Task
 from modelship.monitoring import analysis as queries
 from modelship.monitoring import significance
+from modelship.monitoring.metrics import TRAFFIC_LIVE
 from modelship.operator.abquality import QualitySample
 from modelship.operator.rollout import AnalysisSample, Measurement
 
@@ -92,17 +93,18 @@ class PrometheusClient:
         value = float(result[0]["value"][1])
         return Measurement(name, None if math.isnan(value) else value)
 
-    async def measure(self, resource: ModelDeployment, version: str, step_started: dt.datetime, now: dt.datetime) -> AnalysisSample:
-        """The candidate's requests, error ratio, p95 latency and custom metrics over the step so far."""
+    async def measure(self, resource: ModelDeployment, version: str, step_started: dt.datetime, now: dt.datetime, traffic: str = TRAFFIC_LIVE) -> AnalysisSample:
+        """The candidate's requests, error ratio, p95 latency and custom metrics over the step so
+        far, counting only ``traffic`` (user requests, or the mirrored copies of a shadow phase)."""
         namespace = resource.metadata.namespace or "default"
         model = resource.registered_model_name
         window = queries.window_of((now - step_started).total_seconds())
         wanted = {
-            queries.CHECK_REQUESTS: queries.requests_query(namespace, model, version, window),
-            queries.CHECK_ERROR_RATE: queries.error_ratio_query(namespace, model, version, window),
-            queries.CHECK_LATENCY_P95: queries.latency_p95_query(namespace, model, version, window),
+            queries.CHECK_REQUESTS: queries.requests_query(namespace, model, version, window, traffic),
+            queries.CHECK_ERROR_RATE: queries.error_ratio_query(namespace, model, version, window, traffic),
+            queries.CHECK_LATENCY_P95: queries.latency_p95_query(namespace, model, version, window, traffic),
         }
         for metric in resource.spec.rollout.analysis.metrics or ():
-            wanted[metric.name] = queries.render_template(metric.query, namespace, model, version, window)
+            wanted[metric.name] = queries.render_template(metric.query, namespace, model, version, window, traffic)
         measured = await asyncio.gather(*(self.value(name, expr) for name, expr in wanted.items()))
         return AnalysisSample(at=now, measurements=tuple(measured))

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 from modelship.api import parse_duration
+from modelship.api.names import ABORT_ANNOTATION
 from modelship.api.v1alpha1 import (
     AbVariant,
     AnalysisSpec,
@@ -33,6 +34,7 @@ from modelship.api.v1alpha1 import (
     Verdict,
 )
 from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+from modelship.monitoring.metrics import TRAFFIC_LIVE, TRAFFIC_SHADOW
 from modelship.operator import abquality
 from modelship.operator.abquality import QualitySample
 from modelship.operator.events import Event
@@ -383,7 +385,8 @@ def _canary(
     notices: list[Event] = []
 
     if requests.abort == candidate:
-        return _roll_back(state, champion, candidate, now, settings, "Aborted", f"version {candidate} was aborted by request; version {champion} serves all traffic")
+        message = f"version {candidate} was aborted by a person (`modelship abort` or the {ABORT_ANNOTATION} annotation); version {champion} serves all traffic"
+        return _roll_back(state, champion, candidate, now, settings, "Aborted", message)
 
     if state.phase == RolloutPhase.waiting.value:
         if not ready:
@@ -494,6 +497,13 @@ def _enter_step(state: RolloutStatus, spec: RolloutSpec, index: int, now: dt.dat
     state.inconclusive_since = None
     state.message = f"step {index + 1}/{len(steps)}: version {state.candidate} takes {steps[index].weight}% for {steps[index].pause}"
     return state
+
+
+def analysed_traffic(state: RolloutStatus | None) -> str:
+    """Which of the candidate's requests an analysis judges: in the shadow phase the gateway's
+    mirrored copies (it takes no user request then), in every weighted step user requests only."""
+    shadowing = state is not None and state.mirror_phase == MIRRORING and state.phase == RolloutPhase.progressing.value
+    return TRAFFIC_SHADOW if shadowing else TRAFFIC_LIVE
 
 
 def analysis_due(spec: RolloutSpec, state: RolloutStatus | None, now: dt.datetime) -> dt.datetime | None:

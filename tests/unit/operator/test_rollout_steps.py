@@ -182,6 +182,9 @@ def test_manual_approval_waits_then_promotes_on_approve():
 def test_abort_rolls_back_the_candidate():
     d = run(MANUAL, in_step(1), 5, requests=UserRequests(abort="2"))
     assert d.weights == {"1": 100} and d.failure == "Aborted" and d.rollout.phase == "RolledBack"
+    assert d.promote is None and d.champion == "1" and d.keep == {"1": None, "2": 1}  # kept for inspection
+    assert d.promoted == (False, "Aborted", "version 2 was aborted by a person (`modelship abort` or the modelship.io/abort annotation); version 1 serves all traffic")
+    assert [(e.type, e.reason) for e in d.notices] == [("Warning", "Aborted")]
 
 
 def test_rollback_after_promotion_is_instant_while_warm():
@@ -245,6 +248,22 @@ def test_a_failing_shadow_never_takes_real_traffic():
     assert d.rollout.phase == "RolledBack" and d.weights == {"1": 100} and d.mirror is None
 
 
+def test_the_shadow_phase_is_judged_on_mirrored_copies_and_steps_on_user_requests():
+    from modelship.operator.rollout import analysed_traffic
+
+    shadow = run(MIRRORED, RolloutStatus(candidate="2", phase="Waiting"), 0).rollout
+    first = run(MIRRORED, run(MIRRORED, shadow, 10, measured=sample(10)).rollout, 20, measured=sample(20)).rollout
+    plain = run(SPEC, RolloutStatus(candidate="2", phase="Waiting"), 0).rollout
+    cases = [
+        (None, "live"),
+        (shadow, "shadow"),
+        (first, "live"),  # mirrorPhase Done: the first weighted step
+        (plain, "live"),
+        (shadow.model_copy(update={"phase": "RolledBack"}), "live"),
+    ]
+    assert [analysed_traffic(state) for state, _ in cases] == [kind for _, kind in cases]
+
+
 @pytest.mark.parametrize(
     "state, now, due",
     [
@@ -264,13 +283,34 @@ def test_analysis_due(state, now, due):
 # --- the analysis queries and templates --------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "build",
+    ["requests_query", "error_ratio_query", "latency_p95_query"],
+)
+def test_queries_count_user_requests_or_mirrored_copies_never_both(build):
+    from modelship.monitoring import analysis
+
+    query = getattr(analysis, build)
+    live, shadow = query("ns", "m", "2", "60s"), query("ns", "m", "2", "60s", "shadow")
+    # Every series selector of the query carries the one traffic matcher (the error ratio has two).
+    assert live.count('traffic!="shadow"') == live.count("{") and 'traffic="shadow"' not in live
+    assert shadow.count('traffic="shadow"') == shadow.count("{") and "traffic!=" not in shadow
+    with pytest.raises(ValueError, match="traffic must be one of live, shadow, not 'mirror'"):
+        query("ns", "m", "2", "60s", "mirror")
+
+
 def test_queries_select_one_version_of_one_model_in_one_namespace():
     from modelship.monitoring import analysis
 
-    assert analysis.requests_query("team-a", "m", "2", "90s") == 'sum(increase(modelship_predictions_total{namespace="team-a",model="m",version="2"}[90s]))'
+    assert analysis.requests_query("team-a", "m", "2", "90s") == 'sum(increase(modelship_predictions_total{namespace="team-a",model="m",version="2",traffic!="shadow"}[90s]))'
     assert 'outcome="error"' in analysis.error_ratio_query("team-a", "m", "2", "90s")
     assert analysis.selector("a", 'we"ird', "1") == '{namespace="a",model="we\\"ird",version="1"}'
     assert analysis.render_template("x{version=\"{{ version }}\"}[{{window}}]", "a", "m", "3", "30s") == 'x{version="3"}[30s]'
+    assert analysis.render_template('x{traffic="{{traffic}}"}', "a", "m", "3", "30s") == 'x{traffic="live"}'
+    assert analysis.render_template('x{traffic="{{traffic}}"}', "a", "m", "3", "30s", "shadow") == 'x{traffic="shadow"}'
+    from modelship.api.v1alpha1 import query_template_problem
+
+    assert query_template_problem('sum(rate(x{version="{{version}}",traffic="{{traffic}}"}[{{window}}]))') is None
     assert analysis.window_of(3.7) == "10s" and analysis.window_of(95.2) == "95s"
 
 
