@@ -22,7 +22,7 @@ from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING,
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
 from modelship.operator.events import Event
-from modelship.operator.traffic import TrafficSplit, provider_for
+from modelship.operator.traffic import TrafficSplit, provider_for, with_standbys
 
 CHAMPION = "champion"
 CANARY = "canary"
@@ -258,7 +258,8 @@ def plan_rollout(
         elif resource.spec.serving.autoscaling and existing:
             result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", builders.serving_name(resource.metadata.name, version)))
     if decision.weights:
-        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes, mirror=decision.mirror))
+        weights = with_standbys(decision.weights, decision.keep)
+        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=weights, header_routes=decision.header_routes, mirror=decision.mirror))
     for version in observed.serving:
         if version not in decision.keep:
             deployment_name = builders.serving_name(resource.metadata.name, version)
