@@ -247,9 +247,7 @@ def plan_rollout(
     )
     for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)
-        # A/B pods carry their variant's name; otherwise a version keeps the label it started with
-        # (a new label would restart its pods on promotion).
-        variant = decision.variants.get(version) or (existing.variant if existing and existing.variant else (CANARY if version == decision.candidate else CHAMPION))
+        variant = serving_variant(version, decision, existing.variant if existing else None)
         result.apply.append(builders.serving_deployment(resource, config, version, variant, replicas=replicas))
         result.apply.append(builders.serving_service(resource, version, variant))
         hpa = builders.serving_hpa(resource, version, variant) if replicas is None else None
@@ -272,6 +270,14 @@ def plan_rollout(
     if decision.promoted:
         conditions.set(PROMOTED, *decision.promoted)
     return decision
+
+
+def serving_variant(version: str, decision: rollout.RolloutDecision, existing: str | None) -> str:
+    """The variant a version's pods carry (their label, what the model server answers and its
+    metrics say): an A/B arm's name; else the label the version started with (a new label would
+    restart its pods on promotion); else ``canary`` for a candidate beside a champion and
+    ``champion`` otherwise: the first version of a resource is nobody's canary."""
+    return decision.variants.get(version) or existing or (CANARY if version == decision.candidate and decision.champion else CHAMPION)
 
 
 def plan_status(
