@@ -26,20 +26,22 @@ Figures of the last runs (2-core machine shared with other work, load average 10
 each test with ``-s``), n = requests counted under that weight:
 
 =================================  =================================================
-canary step 20 %                   19.2 / 20.3 / 20.8 / 19.8 / 20.4 / 20.2 % (n 906–945)
-canary step 50 %                   51.7 / 49.1 / 53.6 / 46.7 / 52.2 / 50.2 % (n 904–936)
-promoted, version 2                100 % of 329–554 requests
+canary step 20 %                   19.2 / 20.3 / 20.8 / 19.8 / 20.4 / 20.2 / 20.7 % (n 906–945)
+canary step 50 %                   51.7 / 49.1 / 53.6 / 46.7 / 52.2 / 50.2 / 50.2 % (n 904–936)
+promoted, version 2                100 % of 329–554 requests (trained → 100 % in Envoy 35–50 s)
 ``modelship rollback`` → Envoy     1.0–5.4 s (from the command's start), then 100 % of
                                    311–587 requests to version 1
 faulty canary at 20 %              19–25 % of its step's 460–673 requests failed (500);
                                    after Envoy applied the rollback 619–837 requests,
                                    all to the champion, 0 failed
-A/B default rule (30 %)            29.3 / 28.7 / 30.2 / 29.4 % (n 906–921)
-A/B header-matched                 100 % of 302–309 to the challenger
+A/B default rule (30 %)            29.3 / 28.7 / 30.2 / 29.4 / 32.4 % (n 900–921)
+A/B header-matched                 100 % of 299–309 to the challenger
 failed requests (canary test)      0 of 3177–6591 (rollback test: only the faulty
                                    version's own, during its step)
 whole file                         4 min 36 s (platform start 45 s) at load ~14; 5–8 min
-                                   when the machine was loaded (load 22–27)
+                                   when the machine was loaded (load 22–27); with
+                                   test_platform.py in the same session the tier took
+                                   5 min 10 s (9 tests), this file's tests ~2.6 min of it
 =================================  =================================================
 """
 
