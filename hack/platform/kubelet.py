@@ -85,6 +85,9 @@ CONTAINER_ID_SCHEME = "process://"
 #: image → argv for containers without ``command``: ``fn(container) -> list[str]``. Keys are
 #: fnmatch patterns over the image reference (``docker.io/library/postgres:*``).
 ImageCommand = Callable[[dict[str, Any]], list[str]]
+#: ``fn(pod, env) -> dict`` of variables to set in that pod's process (``{}`` for pods it leaves
+#: alone); ``env`` is what the process would get otherwise.
+PodEnv = Callable[[dict[str, Any], dict[str, str]], dict[str, str]]
 
 
 def _now() -> str:
@@ -247,6 +250,9 @@ class ProcessKubelet:
         self.network = network or HostNetwork()
         self.namespace = namespace
         self.extra_env = dict(extra_env or {})
+        #: Test hooks (:data:`PodEnv`): each pod's env gets what they return, last, so a test can
+        #: make one pod misbehave (a fault setting of the model server) without touching the spec.
+        self.pod_env_hooks: list[PodEnv] = []
         self.image_commands = dict(image_commands or {})
         self.restart_backoff = restart_backoff
         self.max_backoff = max_backoff
@@ -536,6 +542,8 @@ class ProcessKubelet:
             env["TMPDIR"] = mounts["/tmp"]
         base = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         env = {**base, **self.extra_env, **env}
+        for hook in list(self.pod_env_hooks):
+            env.update(hook(pod, env))
         working_dir = rewrite_path(container.get("workingDir", ""), mounts)
         cwd = working_dir if working_dir and Path(working_dir).is_dir() else str(running.workdir)
         return argv, env, cwd, result_path

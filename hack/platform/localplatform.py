@@ -50,6 +50,7 @@ import kubelet  # noqa: E402
 import podmonitor  # noqa: E402
 import podnet  # noqa: E402
 import testcluster  # noqa: E402
+from modelship.api import names  # noqa: E402
 from servers import AlertmanagerServer, MlflowServer, OperatorProcess, PrometheusServer, free_port, pids_under, stop_process, wait_until  # noqa: E402
 
 NODE_NAME = "process-node-0"
@@ -193,6 +194,8 @@ class LocalPlatform:
             "MODELSHIP_GATEWAY": f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}",
             "MODELSHIP_ENDPOINT_BASE_URL": self.gateway_url,
             "MODELSHIP_RESYNC_INTERVAL": "15",
+            # The canary analysis reads the platform's Prometheus, as the chart's operator would.
+            **({names.ENV_PROMETHEUS_URL: self.prometheus.url} if self.prometheus else {}),
             **self.operator_env,
         }, self.workdir / "operator.log").start()
 

@@ -222,7 +222,8 @@ def status_of(cluster, namespace) -> dict:
 
 def route_weights(cluster, namespace, name: str = NAME) -> dict[str, int]:
     route = cluster.kubectl_json("get", "httproute", name, "-n", namespace)
-    return {b["name"]: b["weight"] for b in route["spec"]["rules"][-1]["backendRefs"]}
+    # The backends taking traffic; versions still served are named at weight 0 (traffic.with_standbys).
+    return {b["name"]: b["weight"] for b in route["spec"]["rules"][-1]["backendRefs"] if b["weight"]}
 
 
 def route_pins(cluster, namespace) -> dict[tuple[str, str], str]:

@@ -23,7 +23,7 @@ from modelship.operator.conditions import DEGRADED, DRIFT_DETECTED, PROGRESSING,
 from modelship.operator.config import OperatorConfig
 from modelship.operator.observe import JobState, Observed
 from modelship.operator.events import Event, Milestone
-from modelship.operator.traffic import TrafficSplit, provider_for
+from modelship.operator.traffic import TrafficSplit, provider_for, with_standbys
 
 CHAMPION = "champion"
 CANARY = "canary"
@@ -257,9 +257,7 @@ def plan_rollout(
     )
     for version, replicas in decision.keep.items():
         existing = observed.serving.get(version)
-        # A/B pods carry their variant's name; otherwise a version keeps the label it started with
-        # (a new label would restart its pods on promotion).
-        variant = decision.variants.get(version) or (existing.variant if existing and existing.variant else (CANARY if version == decision.candidate else CHAMPION))
+        variant = serving_variant(version, decision, existing.variant if existing else None)
         result.apply.append(builders.serving_deployment(resource, config, version, variant, replicas=replicas))
         result.apply.append(builders.serving_service(resource, version, variant))
         hpa = builders.serving_hpa(resource, version, variant) if replicas is None else None
@@ -268,7 +266,8 @@ def plan_rollout(
         elif resource.spec.serving.autoscaling and existing:
             result.delete.append(("autoscaling/v2", "HorizontalPodAutoscaler", builders.serving_name(resource.metadata.name, version)))
     if decision.weights:
-        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=decision.weights, header_routes=decision.header_routes, mirror=decision.mirror))
+        weights = with_standbys(decision.weights, decision.keep)
+        result.apply += provider_for(config).routes(resource, config, TrafficSplit(weights=weights, header_routes=decision.header_routes, mirror=decision.mirror))
     for version in observed.serving:
         if version not in decision.keep:
             deployment_name = builders.serving_name(resource.metadata.name, version)
@@ -296,6 +295,14 @@ def rollout_milestones(decision: rollout.RolloutDecision, champion: str | None) 
     if promoted or not version:
         return []
     return [Milestone(events.ROLLED_BACK, version, ((metric_names.LABEL_REASON, reason), (metric_names.LABEL_CHAMPION_VERSION, decision.champion or "")))]
+
+
+def serving_variant(version: str, decision: rollout.RolloutDecision, existing: str | None) -> str:
+    """The variant a version's pods carry (their label, what the model server answers and its
+    metrics say): an A/B arm's name; else the label the version started with (a new label would
+    restart its pods on promotion); else ``canary`` for a candidate beside a champion and
+    ``champion`` otherwise: the first version of a resource is nobody's canary."""
+    return decision.variants.get(version) or existing or (CANARY if version == decision.candidate and decision.champion else CHAMPION)
 
 
 def plan_status(

@@ -87,6 +87,32 @@ def test_finished_job_registers_and_deploys_the_first_version():
     assert condition(p.status["conditions"], "Trained")["status"] == "True"
     assert p.training_outcome == "TrainingSucceeded"
     assert condition(p.status["conditions"], "Ready")["reason"] == "NoChampion"
+    # The first version is nobody's canary: its pods answer (and are measured) as the champion.
+    deployment = next(o for o in p.apply if o["kind"] == "Deployment")
+    assert deployment["metadata"]["labels"]["modelship.io/variant"] == "champion"
+
+
+def _decision(champion, candidate, variants=None):
+    from modelship.api.v1alpha1 import RolloutStatus
+    from modelship.operator.rollout import RolloutDecision
+
+    state = RolloutStatus(candidate=candidate, phase="Progressing") if candidate else None
+    return RolloutDecision(weights={}, champion=champion, rollout=state, variants=variants or {})
+
+
+@pytest.mark.parametrize(
+    ("version", "decision", "existing", "variant"),
+    [
+        ("1", _decision(None, "1"), None, "champion"),  # the first version, before it is promoted
+        ("2", _decision("1", "2"), None, "canary"),  # a candidate beside a champion
+        ("1", _decision("1", "2"), None, "champion"),
+        ("2", _decision("2", None), "canary", "canary"),  # a promoted canary keeps its label (no restart)
+        ("2", _decision("1", "2", {"2": "challenger"}), "canary", "challenger"),  # an A/B arm is named after its variant
+        ("1", _decision("1", "2", {"1": "champion", "2": "challenger"}), "canary", "champion"),
+    ],
+)
+def test_the_variant_a_versions_pods_carry(version, decision, existing, variant):
+    assert reconcile.serving_variant(version, decision, existing) == variant
 
 
 def test_ready_candidate_becomes_champion():

@@ -7,7 +7,7 @@ import pytest
 
 from modelship.api import ModelDeployment
 from modelship.operator.config import OperatorConfig
-from modelship.operator.traffic import HeaderRoute, Mirror, TrafficSplit, provider_for
+from modelship.operator.traffic import HeaderRoute, Mirror, TrafficSplit, provider_for, with_standbys
 from spec_cases import base_resource
 
 RESOURCE = ModelDeployment.model_validate(base_resource())
@@ -44,3 +44,23 @@ def test_header_rules_come_before_the_weighted_default():
 def test_unknown_provider_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown traffic provider 'istio'"):
         provider_for(OperatorConfig(traffic_provider="istio"))
+
+
+@pytest.mark.parametrize(
+    ("weights", "serving", "route"),
+    [
+        # A canary's candidate, kept before its first step: in the route at 0 while the champion takes all.
+        ({"1": 100}, ["1", "2"], {"2": 0, "1": 100}),
+        # The warm previous champion after a promotion: named, so a rollback finds its backend known.
+        ({"2": 100}, ["2", "1"], {"1": 0, "2": 100}),
+        # Every served version already has a share: nothing added, nothing changed.
+        ({"1": 80, "2": 20}, ["1", "2"], {"1": 80, "2": 20}),
+        # A version no longer kept (its pods are going away) is not named.
+        ({"1": 100}, ["1"], {"1": 100}),
+        # The first version, before its pods: the route has only it.
+        ({"1": 100}, [], {"1": 100}),
+    ],
+)
+def test_every_served_version_is_in_the_route_before_it_takes_traffic(weights, serving, route):
+    assert with_standbys(weights, serving) == route
+    assert {v: w for v, w in with_standbys(weights, serving).items() if w} == weights  # the split itself is untouched

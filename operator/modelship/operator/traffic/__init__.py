@@ -9,6 +9,7 @@ never decides a weight. One module per provider; :func:`provider_for` picks one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from modelship.api.v1alpha1 import ModelDeployment
@@ -38,6 +39,18 @@ class TrafficSplit:
     weights: dict[str, int] = field(default_factory=dict)
     header_routes: tuple[HeaderRoute, ...] = ()
     mirror: Mirror | None = None
+
+
+def with_standbys(weights: dict[str, int], serving: Iterable[str]) -> dict[str, int]:
+    """The route's split: ``weights``, and every other version still served at weight 0.
+
+    A gateway learns a backend from the routes that name it: Contour gives Envoy a cluster only
+    for a Service some route refers to, and Envoy answers 503 for a route whose cluster has not
+    arrived yet. A version that first appears in the route together with its share (a canary's
+    first step, an A/B arm, a rollback to the warm previous champion) loses its first requests
+    to that race; named at weight 0 from the moment its pods are kept, its backend is known
+    before it takes any traffic. Weight 0 sends nothing there."""
+    return {**{version: 0 for version in serving if version not in weights}, **weights}
 
 
 class TrafficProvider(Protocol):
