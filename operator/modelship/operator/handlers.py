@@ -37,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     config = OperatorConfig.from_env()
     load_kube_config()
     watched = [ns for ns in os.environ.get("MODELSHIP_WATCH_NAMESPACES", "").split(",") if ns]
-    controller = Controller(Kube(), config, namespaces=watched)
+    controller = Controller(Kube(connections=config.api_threads), config, namespaces=watched)
     await controller.start()
     memo.controller = controller
     receiver = AlertReceiver(controller.kube, controller.enqueue, namespaces=watched)
@@ -59,6 +59,8 @@ async def model_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, 
     if event.get("type") == "DELETED":
         model_name = body.get("spec", {}).get("modelName") or f"{body.metadata.namespace}-{body.metadata.name}"
         asyncio.create_task(memo.controller.forget(model_name))
+        return
+    if memo.controller.own_status_write(body.metadata.namespace, body.metadata.name, body.metadata.get("resourceVersion")):
         return
     memo.controller.enqueue(body.metadata.namespace, body.metadata.name)
 

@@ -37,8 +37,14 @@ def load_kube_config() -> None:
 class Kube:
     """One API client shared by every reconcile."""
 
-    def __init__(self) -> None:
-        self.api_client = client.ApiClient()
+    def __init__(self, connections: int | None = None) -> None:
+        """``connections``: HTTP connections kept to the API server, one per thread that may
+        call it at once (the client's default, 5 per CPU, would make threads beyond it open
+        and drop a TLS connection per request)."""
+        configuration = client.Configuration.get_default_copy()
+        if connections:
+            configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, connections)
+        self.api_client = client.ApiClient(configuration)
         self.dynamic = DynamicClient(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -106,12 +112,13 @@ class Kube:
             if error.status != 404:
                 raise
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> None:
-        """A merge patch of the status; with ``resource_version``, only if nothing changed since (else 409)."""
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None) -> str | None:
+        """A merge patch of the status; with ``resource_version``, only if nothing changed since
+        (else 409). Returns the resourceVersion the write made."""
         body: dict[str, Any] = {"status": patch}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        self.custom.api_client.call_api(
+        written = self.custom.api_client.call_api(
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
             "PATCH",
             header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
@@ -120,6 +127,7 @@ class Kube:
             response_type="object",
             _return_http_data_only=True,
         )
+        return ((written or {}).get("metadata") or {}).get("resourceVersion")
 
     def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on the ModelDeployment (what `kubectl describe mdep` shows)."""

@@ -157,3 +157,55 @@ def test_applied_cache_skips_only_identical_recent_applies():
     stale = AppliedCache(ttl=0)
     stale.remember(route)
     assert stale.needed(route)  # past its time: applied again, undoing any hand edit
+
+
+def test_look_again_counts_from_when_the_plan_was_made():
+    # A plan made 2 s ago (its reconcile then waited on the API server) that asks to look again
+    # in 2 s is due now, not 2 s after the reconcile finished.
+    async def scenario():
+        controller = Scripted([])
+        await controller.start()
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        controller.look_again("ns", "md", 2.0, since=asked - 2.0)
+        await _settle(controller, 1)
+        waited = loop.time() - asked
+        await controller.stop()
+        return controller.calls, waited
+
+    calls, waited = asyncio.run(scenario())
+    assert calls == 1 and waited < 1.5
+
+
+def test_api_calls_get_a_thread_per_worker():
+    async def scenario():
+        controller = Scripted([])
+        controller.config = OperatorConfig(workers=16, resync_interval=3600)
+        await controller.start()
+        started = asyncio.Event()
+        release = __import__("threading").Event()
+        running = []
+
+        def call():
+            running.append(1)
+            release.wait(5)
+
+        calls = [asyncio.create_task(asyncio.to_thread(call)) for _ in range(16)]
+        await asyncio.sleep(0.3)
+        at_once = len(running)
+        release.set()
+        await asyncio.gather(*calls)
+        await controller.stop()
+        return at_once
+
+    assert asyncio.run(scenario()) == 16  # asyncio's default pool would run CPUs + 4 at once
+
+
+def test_only_the_event_of_the_operators_own_status_write_is_skipped():
+    controller = Scripted([])
+    controller.status_written[("ns", "md")] = "42"
+    assert not controller.own_status_write("ns", "md", "41")  # someone else's write: reconciled
+    controller.status_written[("ns", "md")] = "42"
+    assert controller.own_status_write("ns", "md", "42")
+    assert not controller.own_status_write("ns", "md", "42")  # once: a later event is another write
+    assert not controller.own_status_write("ns", "other", "42")
