@@ -26,6 +26,7 @@ from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
 from modelship.operator.kube import Kube, run
+from modelship.operator.observe import OwnedObjects
 from modelship.operator.prometheus import PrometheusClient
 from modelship.operator.reconcile import candidate_version, plan, rollout_state
 
@@ -64,10 +65,12 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 class AppliedCache:
-    """What this process applied lately: an identical object applied again within ``ttl``
-    seconds is skipped. During a rollout every analysis reconciles the resource, and five
-    server-side applies that change nothing were most of that reconcile's cost; after ``ttl``
-    the object is applied again, so a hand edit or deletion is undone within that time."""
+    """What this process applied lately: an identical object applied again within its refresh
+    time is skipped. During a rollout every analysis reconciles the resource, and five
+    server-side applies that change nothing were most of that reconcile's cost. Each object is
+    applied again after between ``ttl``/2 and ``ttl`` seconds (spread by its name, so the objects
+    of resources created together do not all fall due in the same second), undoing a hand edit
+    or deletion within ``ttl``."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -81,9 +84,24 @@ class AppliedCache:
     def _digest(obj: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
-    def needed(self, obj: dict[str, Any]) -> bool:
+    def refresh_after(self, key: tuple[str, str, str]) -> float:
+        """Seconds after which an unchanged object is applied again: in [ttl/2, ttl], by its key."""
+        spread = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:2], "big") / 0xFFFF
+        return self.ttl * (0.5 + 0.5 * spread)
+
+    def changed(self, obj: dict[str, Any]) -> bool:
+        """Not applied by this process yet, or different from what it applied."""
         entry = self.entries.get(self._key(obj))
-        return entry is None or entry[0] != self._digest(obj) or time.monotonic() - entry[1] > self.ttl
+        return entry is None or entry[0] != self._digest(obj)
+
+    def stale(self, obj: dict[str, Any]) -> bool:
+        """Applied unchanged, but long enough ago to apply again (a hand edit may have changed it)."""
+        key = self._key(obj)
+        entry = self.entries.get(key)
+        return entry is not None and time.monotonic() - entry[1] > self.refresh_after(key)
+
+    def needed(self, obj: dict[str, Any]) -> bool:
+        return self.changed(obj) or self.stale(obj)
 
     def remember(self, obj: dict[str, Any]) -> None:
         self.entries[self._key(obj)] = (self._digest(obj), time.monotonic())
@@ -113,6 +131,8 @@ class Controller:
         #: When each key's earliest delayed reconcile is due (event loop time).
         self.wakeups: dict[Key, float] = {}
         self.applied = AppliedCache(config.apply_cache_seconds)
+        #: Owned Jobs and Deployments as the watch shows them (the handlers feed it).
+        self.owned = OwnedObjects()
         #: The resourceVersion this process's latest status write of each key made.
         self.status_written: dict[Key, str] = {}
 
@@ -166,6 +186,7 @@ class Controller:
     async def start(self) -> None:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(self.config.api_threads, thread_name_prefix="api"))
         await self._count_retraining()
+        await self._load_owned()
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self.started = True
@@ -245,7 +266,10 @@ class Controller:
 
         last = status.get("lastTraining") or {}
         recorded = {last["job"]} if last.get("finishedAt") and last.get("job") else set()
-        observed = await run(self.kube.observe, namespace, name, recorded)
+        if self.owned.primed:
+            observed = await run(self.kube.observe_from, namespace, self.owned.of(namespace, name, "Job"), self.owned.of(namespace, name, "Deployment"), recorded)
+        else:
+            observed = await run(self.kube.observe, namespace, name, recorded)
         current = observed.jobs.get(last.get("job", ""))
         if current and current.finished and current.succeeded and current.result is None and not last.get("finishedAt"):
             recovered = await self._registry(registry.result_from_registry, self.config.mlflow_tracking_uri, resource.registered_model_name, current.name)
@@ -266,13 +290,19 @@ class Controller:
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
+        # What changes first (a step's new weight in the route); re-applying objects that only
+        # fell due for a refresh waits until the status and the events are written.
+        refresh = []
         for obj in decision.apply:
-            if self.applied.needed(obj):
+            if self.applied.changed(obj):
                 await run(self.kube.apply, obj)
                 self.applied.remember(obj)
+            elif self.applied.stale(obj):
+                refresh.append(obj)
         for api_version, kind, object_name in decision.delete:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
             self.applied.forget(namespace, kind, object_name)
+            self.owned.drop(namespace, name, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
@@ -294,6 +324,9 @@ class Controller:
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
             await run(self.kube.post_event, body, event.type, event.reason, event.message)
+        for obj in refresh:
+            await run(self.kube.apply, obj)
+            self.applied.remember(obj)
         self._track_retraining((namespace, name), decision.status.get("lastTraining") or {})
         if decision.requeue_after is not None:
             self.look_again(namespace, name, decision.requeue_after, since=planned_at)
@@ -323,6 +356,19 @@ class Controller:
                 continue
             for body in bodies:
                 self._track_retraining((body["metadata"]["namespace"], body["metadata"]["name"]), (body.get("status") or {}).get("lastTraining") or {})
+
+    async def _load_owned(self) -> None:
+        """Every owned Job and Deployment, before kopf's watches start; if the listing fails,
+        reconciles list what they need on the API server instead."""
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for namespace in self.namespaces or [None]:
+            try:
+                for kind, objects in (await run(self.kube.list_owned, namespace)).items():
+                    listed.setdefault(kind, []).extend(objects)
+            except Exception as error:
+                log.warning("could not list owned objects in %s (reconciles list them instead): %s", namespace or "all namespaces", error)
+                return
+        self.owned.load(listed)
 
     async def _registry(self, func, *args):
         try:

@@ -66,10 +66,12 @@ async def model_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, 
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-async def training_job_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def training_job_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.owned.seen(event.get("type"), "Job", event["object"])
     memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def serving_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.owned.seen(event.get("type"), "Deployment", event["object"])
     memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])

@@ -76,19 +76,28 @@ class Kube:
         return self._resource(api_version, kind).get(namespace=namespace, label_selector=selector).to_dict().get("items", [])
 
     def observe(self, namespace: str, name: str, known_results: set[str]) -> Observed:
-        """Owned Jobs and serving Deployments; pods only for finished Jobs not yet recorded."""
+        """Owned Jobs and serving Deployments, listed; pods only for finished Jobs not yet recorded."""
         selector = f"{MANAGED_BY_LABEL}=modelship,{DEPLOYMENT_LABEL}={name}"
+        return self.observe_from(namespace, self._list("batch/v1", "Job", namespace, selector), self._list("apps/v1", "Deployment", namespace, selector), known_results)
+
+    def observe_from(self, namespace: str, jobs: list[dict[str, Any]], deployments: list[dict[str, Any]], known_results: set[str]) -> Observed:
+        """What the given Jobs and Deployments say; lists pods only for finished Jobs not yet recorded."""
         observed = Observed()
-        for job in self._list("batch/v1", "Job", namespace, selector):
+        for job in jobs:
             job_name = job["metadata"]["name"]
             pods = []
             if job_finished(job) and job_name not in known_results:
                 pods = self._list("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job_name}")
             observed.jobs[job_name] = job_state(job, pods)
-        for deployment in self._list("apps/v1", "Deployment", namespace, selector):
+        for deployment in deployments:
             state = serving_state(deployment)
             observed.serving[state.version] = state
         return observed
+
+    def list_owned(self, namespace: str | None) -> dict[str, list[dict[str, Any]]]:
+        """Every Job and Deployment the operator made, in ``namespace`` (None: all), by kind."""
+        selector = f"{MANAGED_BY_LABEL}=modelship"
+        return {kind: self._list(api_version, kind, namespace, selector) for api_version, kind in (("batch/v1", "Job"), ("apps/v1", "Deployment"))}
 
     # --- writes -----------------------------------------------------------------------
     def create_if_missing(self, obj: dict[str, Any]) -> bool:

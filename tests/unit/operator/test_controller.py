@@ -147,16 +147,26 @@ def test_applied_cache_skips_only_identical_recent_applies():
 
     cache = AppliedCache(ttl=60)
     route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
-    assert cache.needed(route)
+    assert cache.changed(route) and not cache.stale(route)  # never applied: apply now
     cache.remember(route)
-    assert not cache.needed(route)
+    assert not cache.changed(route) and not cache.stale(route) and not cache.needed(route)
     changed = {**route, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}]}]}}
-    assert cache.needed(changed)
+    assert cache.changed(changed)
     cache.forget("ns", "HTTPRoute", "r")
-    assert cache.needed(route)
+    assert cache.changed(route)
     stale = AppliedCache(ttl=0)
     stale.remember(route)
-    assert stale.needed(route)  # past its time: applied again, undoing any hand edit
+    assert stale.stale(route) and not stale.changed(route)  # past its time: applied again, undoing any hand edit
+
+
+def test_applied_cache_spreads_the_refreshes_of_objects_made_together():
+    from modelship.operator.controller import AppliedCache
+
+    cache = AppliedCache(ttl=60)
+    after = [cache.refresh_after(("ns", kind, f"md-{i:03d}-v2")) for i in range(200) for kind in ("Deployment", "Service")]
+    assert all(30 <= seconds <= 60 for seconds in after)
+    assert max(after) - min(after) > 25 and len({round(s) for s in after}) > 20  # not one burst
+    assert cache.refresh_after(("ns", "Service", "a")) == cache.refresh_after(("ns", "Service", "a"))
 
 
 def test_look_again_counts_from_when_the_plan_was_made():

@@ -310,3 +310,52 @@ def test_failing_canary_rolls_back_each_plan_settled():
     rolled = next(p for p in plans if (p.status.get("rollout") or {}).get("phase") == "RolledBack")
     assert rolled.status["championVersion"] == "1" and rolled.promote_version is None
     assert condition(rolled.status["conditions"], "Promoted")["reason"] == "AnalysisFailed"
+
+
+def _owned(kind: str, name: str, owner: str | None = "md", namespace: str = "ns", **extra) -> dict:
+    labels = {"modelship.io/deployment": owner} if owner else {}
+    return {"metadata": {"name": name, "namespace": namespace, "labels": labels, "managedFields": [{"manager": "x"}], **extra}}
+
+
+@pytest.mark.parametrize(
+    ("events", "jobs", "deployments"),
+    [
+        ([(None, "Job", _owned("Job", "j1")), ("ADDED", "Deployment", _owned("Deployment", "md-v1"))], ["j1"], ["md-v1"]),
+        # A later event replaces the body; DELETED removes it.
+        ([("ADDED", "Deployment", _owned("Deployment", "md-v1")), ("MODIFIED", "Deployment", _owned("Deployment", "md-v1", generation=2))], [], ["md-v1"]),
+        ([("ADDED", "Job", _owned("Job", "j1")), ("DELETED", "Job", _owned("Job", "j1"))], [], []),
+        # Other owners, other namespaces and unlabelled objects are not this resource's.
+        ([("ADDED", "Job", _owned("Job", "j2", owner="other")), ("ADDED", "Job", _owned("Job", "j3", namespace="ns2")), ("ADDED", "Job", _owned("Job", "j4", owner=None))], [], []),
+    ],
+)
+def test_owned_objects_follow_the_watch(events, jobs, deployments):
+    from modelship.operator.observe import OwnedObjects
+
+    owned = OwnedObjects()
+    for event_type, kind, obj in events:
+        owned.seen(event_type, kind, obj)
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Job")] == jobs
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Deployment")] == deployments
+    assert all("managedFields" not in o["metadata"] for o in owned.of("ns", "md", "Deployment"))
+
+
+def test_owned_objects_load_a_listing_and_drop_what_the_operator_deletes():
+    from modelship.operator.observe import OwnedObjects
+
+    owned = OwnedObjects()
+    assert not owned.primed
+    owned.load({"Job": [_owned("Job", "j1")], "Deployment": [_owned("Deployment", "md-v1"), _owned("Deployment", "md-v2")]})
+    assert owned.primed and len(owned.of("ns", "md", "Deployment")) == 2
+    owned.drop("ns", "md", "Deployment", "md-v1")
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Deployment")] == ["md-v2"]
+    # The same parsing as a listing: what the decisions see does not depend on where it came from.
+    deployment = {**_owned("Deployment", "md-v3"), "spec": {"replicas": 1}, "status": {"readyReplicas": 1, "updatedReplicas": 1}}
+    deployment["metadata"]["labels"]["modelship.io/version"] = "3"
+    owned.seen("ADDED", "Deployment", deployment)
+    assert serving_from(owned) == {"3": True}  # md-v2 carries no version label
+
+
+def serving_from(owned) -> dict[str, bool]:
+    from modelship.operator.observe import serving_state
+
+    return {s.version: s.ready for s in map(serving_state, owned.of("ns", "md", "Deployment")) if s.version}
