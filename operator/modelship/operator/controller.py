@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -25,7 +24,7 @@ from modelship.api.names import TRIGGER_ANNOTATION
 from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
-from modelship.operator.kube import Kube, run
+from modelship.operator.kube import AFTERWARDS, Kube, run
 from modelship.operator.observe import OwnedObjects
 from modelship.operator.prometheus import PrometheusClient
 from modelship.operator.reconcile import candidate_version, plan, rollout_state
@@ -133,6 +132,8 @@ class Controller:
         self.applied = AppliedCache(config.apply_cache_seconds)
         #: Owned Jobs and Deployments as the watch shows them (the handlers feed it).
         self.owned = OwnedObjects()
+        #: Events and refreshes still being written after their reconcile ended.
+        self.background: set[asyncio.Task] = set()
         #: The resourceVersion this process's latest status write of each key made.
         self.status_written: dict[Key, str] = {}
 
@@ -184,7 +185,6 @@ class Controller:
         self.timers[key] = loop.call_at((loop.time() if since is None else since) + delay, fire)
 
     async def start(self) -> None:
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(self.config.api_threads, thread_name_prefix="api"))
         await self._count_retraining()
         await self._load_owned()
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
@@ -192,9 +192,9 @@ class Controller:
         self.started = True
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.background]:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
@@ -321,15 +321,29 @@ class Controller:
             seconds = _seconds_between(last_training.get("startedAt"), last_training.get("finishedAt"))
             if seconds is not None:
                 metrics.TRAINING_SECONDS.observe(seconds)
-        for event in decision.events:
-            log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
-            await run(self.kube.post_event, body, event.type, event.reason, event.message)
-        for obj in refresh:
-            await run(self.kube.apply, obj)
-            self.applied.remember(obj)
         self._track_retraining((namespace, name), decision.status.get("lastTraining") or {})
         if decision.requeue_after is not None:
             self.look_again(namespace, name, decision.requeue_after, since=planned_at)
+        for event in decision.events:
+            log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
+        if decision.events or refresh:
+            # After the status, and off the key: the resource's next reconcile (a pause's end
+            # falling due meanwhile) need not wait for its Events or refreshes.
+            task = asyncio.create_task(self._afterwards(body, decision.events, refresh))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+
+    async def _afterwards(self, body: dict[str, Any], events: list, refresh: list[dict[str, Any]]) -> None:
+        """Events of a reconcile (best effort), then objects re-applied unchanged; last in line
+        for the API server."""
+        try:
+            for event in events:
+                await run(self.kube.post_event, body, event.type, event.reason, event.message, priority=AFTERWARDS)
+            for obj in refresh:
+                await run(self.kube.apply, obj, priority=AFTERWARDS)
+                self.applied.remember(obj)
+        except Exception as error:  # a refresh not done is retried by a later reconcile
+            log.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], error)
 
     async def _measure_variants(self, resource: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> dict[str, rollout.AnalysisSample]:
         """Each A/B version over the last two analysis intervals (at least 30 s)."""

@@ -37,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     config = OperatorConfig.from_env()
     load_kube_config()
     watched = [ns for ns in os.environ.get("MODELSHIP_WATCH_NAMESPACES", "").split(",") if ns]
-    controller = Controller(Kube(connections=config.api_threads), config, namespaces=watched)
+    controller = Controller(Kube(), config, namespaces=watched)
     await controller.start()
     memo.controller = controller
     receiver = AlertReceiver(controller.kube, controller.enqueue, namespaces=watched)

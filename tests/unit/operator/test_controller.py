@@ -187,30 +187,6 @@ def test_look_again_counts_from_when_the_plan_was_made():
     assert calls == 1 and waited < 1.5
 
 
-def test_api_calls_get_a_thread_per_worker():
-    async def scenario():
-        controller = Scripted([])
-        controller.config = OperatorConfig(workers=16, resync_interval=3600)
-        await controller.start()
-        started = asyncio.Event()
-        release = __import__("threading").Event()
-        running = []
-
-        def call():
-            running.append(1)
-            release.wait(5)
-
-        calls = [asyncio.create_task(asyncio.to_thread(call)) for _ in range(16)]
-        await asyncio.sleep(0.3)
-        at_once = len(running)
-        release.set()
-        await asyncio.gather(*calls)
-        await controller.stop()
-        return at_once
-
-    assert asyncio.run(scenario()) == 16  # asyncio's default pool would run CPUs + 4 at once
-
-
 def test_only_the_event_of_the_operators_own_status_write_is_skipped():
     controller = Scripted([])
     controller.status_written[("ns", "md")] = "42"
@@ -219,3 +195,28 @@ def test_only_the_event_of_the_operators_own_status_write_is_skipped():
     assert controller.own_status_write("ns", "md", "42")
     assert not controller.own_status_write("ns", "md", "42")  # once: a later event is another write
     assert not controller.own_status_write("ns", "other", "42")
+
+
+def test_call_gate_serves_waiting_calls_by_priority_then_arrival():
+    from modelship.operator.kube import CallGate
+
+    async def scenario():
+        gate = CallGate(1)
+        await gate.acquire(2)  # one call in flight; the others wait
+        order = []
+
+        async def call(label, priority):
+            await gate.acquire(priority)
+            order.append(label)
+            await asyncio.sleep(0)
+            gate.release()
+
+        tasks = [asyncio.create_task(call(label, priority)) for label, priority in (("event", 1), ("route-a", 0), ("refresh", 1), ("route-b", 0), ("gone", 0))]
+        await asyncio.sleep(0.01)
+        tasks[-1].cancel()  # a cancelled waiter neither runs nor keeps a slot
+        await asyncio.sleep(0.01)
+        gate.release()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return order, gate.busy
+
+    assert asyncio.run(scenario()) == (["route-a", "route-b", "event", "refresh"], 0)
