@@ -132,8 +132,6 @@ class Controller:
         self.applied = AppliedCache(config.apply_cache_seconds)
         #: Owned Jobs and Deployments as the watch shows them (the handlers feed it).
         self.owned = OwnedObjects()
-        #: Events and refreshes still being written after their reconcile ended.
-        self.background: set[asyncio.Task] = set()
         #: The resourceVersion this process's latest status write of each key made.
         self.status_written: dict[Key, str] = {}
 
@@ -192,9 +190,9 @@ class Controller:
         self.started = True
 
     async def stop(self) -> None:
-        for task in [*self.tasks, *self.background]:
+        for task in self.tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
@@ -326,24 +324,10 @@ class Controller:
             self.look_again(namespace, name, decision.requeue_after, since=planned_at)
         for event in decision.events:
             log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
-        if decision.events or refresh:
-            # After the status, and off the key: the resource's next reconcile (a pause's end
-            # falling due meanwhile) need not wait for its Events or refreshes.
-            task = asyncio.create_task(self._afterwards(body, decision.events, refresh))
-            self.background.add(task)
-            task.add_done_callback(self.background.discard)
-
-    async def _afterwards(self, body: dict[str, Any], events: list, refresh: list[dict[str, Any]]) -> None:
-        """Events of a reconcile (best effort), then objects re-applied unchanged; last in line
-        for the API server."""
-        try:
-            for event in events:
-                await run(self.kube.post_event, body, event.type, event.reason, event.message, priority=AFTERWARDS)
-            for obj in refresh:
-                await run(self.kube.apply, obj, priority=AFTERWARDS)
-                self.applied.remember(obj)
-        except Exception as error:  # a refresh not done is retried by a later reconcile
-            log.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], error)
+            await run(self.kube.post_event, body, event.type, event.reason, event.message, priority=AFTERWARDS)
+        for obj in refresh:
+            await run(self.kube.apply, obj, priority=AFTERWARDS)
+            self.applied.remember(obj)
 
     async def _measure_variants(self, resource: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> dict[str, rollout.AnalysisSample]:
         """Each A/B version over the last two analysis intervals (at least 30 s)."""
