@@ -20,7 +20,10 @@ With ``--rollout`` it measures canary rollouts instead (see :func:`bench_rollout
     it analyses all of them every interval, and the analysis queries/s Prometheus answered;
   * the load average at start and end: the machine is shared, so read the figures against it.
 
-    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 200]
+    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 200] [--profile stacks.txt]
+
+``--profile`` samples the operator's threads with py-spy during the rollout (collapsed stacks,
+waiting threads included: where the reconciles wait is the question).
 
 Each resource in rollout has two Services (champion and candidate) and two pods; the test
 cluster's service range (hack/test-cluster/testcluster.py SERVICE_CIDR) holds thousands, and
