@@ -12,16 +12,22 @@ the full reconcile path minus the training itself.
 
     .venv/bin/python benchmarks/bench_operator.py [--count 200] [--latency-samples 20]
 
-With ``--rollout`` it measures canary rollouts instead (see :func:`bench_rollout`):
-  * the time from a step's pause end to the next weight in the HTTPRoute (p50/p95 over every
-    step transition of every resource), with ``--count`` resources in rollout at once;
-  * the operator's CPU and RSS while it analyses all of them every interval.
+With ``--rollout`` it measures canary rollouts instead (see :func:`bench_rollout`), with
+``--count`` resources (200 by default) in rollout at once:
+  * the time from a step's pause end to the next weight in the HTTPRoute (p50/p95/max over
+    every step transition of every resource);
+  * the operator's CPU seconds and peak RSS over the run, its CPU share and reconciles/s while
+    it analyses all of them every interval, and the analysis queries/s Prometheus answered;
+  * the load average at start and end: the machine is shared, so read the figures against it.
 
-    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 100]
+    .venv/bin/python benchmarks/bench_operator.py --rollout [--count 200] [--profile stacks.txt]
 
-Each resource in rollout has two Services (champion and candidate), and the test cluster's
-service CIDR holds about 250 ClusterIPs, so ``--count`` above ~120 measures the API server
-refusing Services (500) rather than the operator.
+``--profile`` samples the operator's threads with py-spy during the rollout (collapsed stacks,
+waiting threads included: where the reconciles wait is the question).
+
+Each resource in rollout has two Services (champion and candidate) and two pods; the test
+cluster's service range (hack/test-cluster/testcluster.py SERVICE_CIDR) holds thousands, and
+the KWOK nodes get room for every pod.
 """
 
 from __future__ import annotations
@@ -79,9 +85,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200, help="ModelDeployments in the settle/RSS phase.")
     parser.add_argument("--latency-samples", type=int, default=20, help="Resources applied one by one for the latency figure.")
     parser.add_argument("--rollout", action="store_true", help="Measure canary rollouts (step latency, analysis cost) instead.")
+    parser.add_argument("--profile", type=Path, help="With --rollout: py-spy samples of the operator during the rollout (collapsed stacks, idle threads too) into this file.")
     args = parser.parse_args()
     if args.rollout:
-        return bench_rollout(args.count)
+        return bench_rollout(args.count, profile=args.profile)
 
     work = Path(tempfile.mkdtemp(prefix="modelship-bench-"))
     cluster = testcluster.new_test_cluster()
@@ -183,6 +190,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's high-water mark of resident memory (the kernel keeps it: no sampling gaps)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def counter_total(exposition: str, name: str, labels: str = "") -> float:
+    """Sum of a counter's samples in a Prometheus text exposition (``labels``: a substring
+    every counted sample's label set must contain)."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and not line.startswith("#") and labels in line:
+            metric, _, value = line.rpartition(" ")
+            if metric.split("{")[0] == name:
+                total += float(value)
+    return total
+
+
+def prometheus_queries(prometheus_url: str) -> float:
+    """Instant queries Prometheus has answered so far (its own counter)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{prometheus_url}/metrics", timeout=10) as response:
+        return counter_total(response.read().decode(), "prometheus_http_requests_total", 'handler="/api/v1/query"')
+
+
 def watch_routes(kubeconfig: Path, namespace: str, seen: dict[str, dict[int, float]], stop: threading.Event) -> None:
     """When each route first gave version 2 each weight (the watcher's clock)."""
     from kubernetes import client, config, watch
@@ -197,7 +236,11 @@ def watch_routes(kubeconfig: Path, namespace: str, seen: dict[str, dict[int, flo
                     seen.setdefault(name, {}).setdefault(backend["weight"], time.perf_counter())
 
 
-def bench_rollout(count: int) -> int:
+def api_server_pid(cluster: testcluster.TestCluster) -> int | None:
+    return next((pid for pid in testcluster._pids_mentioning(f"{cluster.workdir}/") if "kube-apiserver" in testcluster._cmdline(pid).split(" ", 1)[0]), None)
+
+
+def bench_rollout(count: int, operator_env: dict[str, str] | None = None, profile: Path | None = None) -> int:
     """``count`` resources, each with champion 1 and a trained candidate 2 (written into status
     before the operator starts, as if their trainings had finished), roll out at once through
     three 10 s steps against a real Prometheus, then wait for approval while still analysed."""
@@ -207,8 +250,10 @@ def bench_rollout(count: int) -> int:
     from modelship.operator import builders
     from servers import PrometheusServer
 
+    load_at_start = load_average()
     work = Path(tempfile.mkdtemp(prefix="modelship-bench-rollout-"))
-    cluster = testcluster.new_test_cluster()
+    # Two pods per resource (champion and candidate), spread over the two KWOK nodes.
+    cluster = testcluster.new_test_cluster(node_capacity={"cpu": "64", "memory": "512Gi", "pods": str(max(110, count + 20))})
     mlflow = MlflowServer(work / "mlflow")
     prometheus = None
     operator = None
@@ -235,34 +280,54 @@ def bench_rollout(count: int) -> int:
         seen: dict[str, dict[int, float]] = {}
         watcher = threading.Thread(target=watch_routes, args=(cluster.kubeconfig, namespace, seen, stop), daemon=True)
         watcher.start()
-        env = {"MLFLOW_TRACKING_URI": mlflow.url, "MODELSHIP_RESYNC_INTERVAL": "600", names.ENV_PROMETHEUS_URL: prometheus.url}
+        env = {"MLFLOW_TRACKING_URI": mlflow.url, "MODELSHIP_RESYNC_INTERVAL": "600", names.ENV_PROMETHEUS_URL: prometheus.url, **(operator_env or {})}
         operator = OperatorProcess(cluster.kubeconfig, namespace, env, work / "operator.log").start()
-        rss_idle = rss_mib(operator.process.pid)
+        pid = operator.process.pid
+        rss_idle = rss_mib(pid)
+        cpu_at_start = cpu_seconds(pid)
+        apiserver = api_server_pid(cluster)
+        apiserver_cpu_at_start = cpu_seconds(apiserver) if apiserver else float("nan")
+        spy = None
+        if profile:
+            import subprocess
+
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--idle", "--threads", "--rate", "50",
+                                    "--format", "raw", "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def waiting() -> int:
             items = cluster.kubectl_json("get", "mdep", "-n", namespace)["items"]
             return sum(1 for item in items if item.get("status", {}).get("phase") == "AwaitingApproval")
 
         started = time.perf_counter()
-        peak = rss_idle
         done = 0
         while time.perf_counter() - started < 900:
-            peak = max(peak, rss_mib(operator.process.pid))
             done = waiting()
             if done >= count:
                 break
             time.sleep(2)
         rollout_seconds = time.perf_counter() - started
+        cpu_rollout = cpu_seconds(pid) - cpu_at_start
+        apiserver_cpu_rollout = (cpu_seconds(apiserver) if apiserver else float("nan")) - apiserver_cpu_at_start
+        if spy:
+            spy.send_signal(2)
+            spy.wait(60)
         # Steady state: every resource analysed every 5 s, nothing else to do.
-        cpu_before, window_started = cpu_seconds(operator.process.pid), time.perf_counter()
+        reconciles_before = counter_total(operator.metrics(), "modelship_operator_reconciles_total")
+        queries_before, cpu_before, window_started = prometheus_queries(prometheus.url), cpu_seconds(pid), time.perf_counter()
         time.sleep(30)
-        cpu_share = (cpu_seconds(operator.process.pid) - cpu_before) / (time.perf_counter() - window_started)
-        rss_steady = rss_mib(operator.process.pid)
+        window = time.perf_counter() - window_started
+        cpu_share = (cpu_seconds(pid) - cpu_before) / window
+        queries_per_second = (prometheus_queries(prometheus.url) - queries_before) / window
+        reconciles_per_second = (counter_total(operator.metrics(), "modelship_operator_reconciles_total") - reconciles_before) / window
+        rss_steady, rss_peak = rss_mib(pid), peak_rss_mib(pid)
         delays = [times[b] - times[a] - STEP_PAUSE for times in seen.values() for a, b in ((10, 50), (50, 100)) if a in times and b in times]
-        print(f"{count} canaries: {done} reached AwaitingApproval in {rollout_seconds:.0f}s (3 steps of {STEP_PAUSE:.0f}s each)")
+        print(f"load average at start: {load_at_start}")
+        print(f"{count} canaries: {done} reached AwaitingApproval in {rollout_seconds:.0f}s (3 steps of {STEP_PAUSE:.0f}s each); CPU over the rollout: operator {cpu_rollout:.1f}s, kube-apiserver {apiserver_cpu_rollout:.1f}s")
         if delays:
             print(f"pause end → next weight in the HTTPRoute ({len(delays)} transitions): p50 {statistics.median(delays):.2f}s, p95 {percentile(delays, 0.95):.2f}s, max {max(delays):.2f}s")
-        print(f"operator while analysing {count} canaries every 5 s ({count * 3 / 5:.0f} queries/s): CPU {cpu_share * 100:.0f}% of a core, RSS idle {rss_idle:.0f} MiB, peak {peak:.0f} MiB, steady {rss_steady:.0f} MiB")
+        print(f"operator while analysing {count} canaries every 5 s: {queries_per_second:.0f} analysis queries/s, {reconciles_per_second:.0f} reconciles/s, CPU {cpu_share * 100:.0f}% of a core")
+        print(f"operator RSS: idle {rss_idle:.0f} MiB, steady {rss_steady:.0f} MiB, peak {rss_peak:.0f} MiB; CPU over the whole run {cpu_seconds(pid):.1f}s")
+        print(f"load average at end: {load_average()}")
         return 0 if done >= count else 1
     finally:
         stop.set()
@@ -272,7 +337,6 @@ def bench_rollout(count: int) -> int:
             prometheus.stop()
         mlflow.stop()
         cluster.stop()
-
 
 if __name__ == "__main__":
     sys.exit(main())

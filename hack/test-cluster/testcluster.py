@@ -41,6 +41,15 @@ OWNER_FILE = "owner.pid"
 
 DEV_CLUSTER_NAME = "modelship-dev"
 
+#: ClusterIP range of the API server. Its default (10.0.0.0/24) holds about 250 Services and is
+#: also KWOK's default pod range; a resource in canary rollout has two Services, so 200 of them
+#: (benchmarks/bench_operator.py --rollout) need more. Kubernetes' usual range, outside the e2e
+#: platform's pod ranges (hack/platform/podnet.py, 10.244.0.0/16). Nothing routes ClusterIPs
+#: here (no kube-proxy): they are names for Endpoints, never addresses traffic is sent to.
+SERVICE_CIDR = "10.96.0.0/16"
+#: KWOK's pod range when a cluster gives none (kwok's own default).
+KWOK_DEFAULT_POD_CIDR = "10.0.0.0/24"
+
 
 class ClusterError(RuntimeError):
     """The test cluster could not be started or used."""
@@ -213,6 +222,7 @@ class TestCluster:
     #: Extra kwok-controller flags (name → value, after kwokctl's own, so they win), e.g. the
     #: platform's ``cidr`` inside its bridge's range, so no faked pod address leads outside.
     kwok_args: dict[str, str] = field(default_factory=dict)
+    service_cidr: str = SERVICE_CIDR
     start_seconds: float | None = None
 
     # --- paths -------------------------------------------------------------------------
@@ -311,10 +321,14 @@ class TestCluster:
         return config
 
     def _kwok_patches(self) -> str:
-        if not self.kwok_args:
-            return ""
-        args = "".join(f"  - key: {key}\n    value: {json.dumps(value)}\n" for key, value in self.kwok_args.items())
-        return "componentsPatches:\n- name: kwok-controller\n  extraArgs:\n" + args
+        patches = {"kube-apiserver": {"service-cluster-ip-range": self.service_cidr}}
+        if self.kwok_args:
+            patches["kwok-controller"] = self.kwok_args
+        text = "componentsPatches:\n"
+        for component, flags in patches.items():
+            text += f"- name: {component}\n  extraArgs:\n"
+            text += "".join(f"  - key: {key}\n    value: {json.dumps(value)}\n" for key, value in flags.items())
+        return text
 
     def _node_manifest(self, index: int) -> dict:
         name = f"kwok-node-{index}"

@@ -44,9 +44,10 @@ class OperatorConfig:
     #: Seconds between two full resyncs of every ModelDeployment (events do the rest).
     resync_interval: float = 300.0
     #: Reconciles in flight at once (one per resource at most). They wait on the API server and
-    #: Prometheus, not on CPU: with 100 canaries, 16 workers cut the pause-end → route p95 from
-    #: 4.3 s to 3.0 s (docs/benchmarks.md).
-    workers: int = 16
+    #: Prometheus, not on CPU, and their API calls share a few threads in priority order
+    #: (kube.CallGate): when 100 pauses end at once, 64 workers take every due resource off the
+    #: queue at once, where 16 left it waiting ~2 s for a worker (docs/benchmarks.md).
+    workers: int = 64
     #: Secret (in each ModelDeployment's namespace) whose key ``dsn`` is the PostgreSQL DSN of the
     #: prediction store; serving pods of a spec with monitoring.feedback.enabled get it as env.
     prediction_store_secret: str | None = None

@@ -26,7 +26,8 @@ from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.abquality import QualitySample
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
-from modelship.operator.kube import Kube, run
+from modelship.operator.kube import AFTERWARDS, Kube, run
+from modelship.operator.observe import OwnedObjects
 from modelship.operator.prometheus import PrometheusClient
 from modelship.operator.reconcile import candidate_version, plan, rollout_state
 
@@ -65,10 +66,12 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
 
 
 class AppliedCache:
-    """What this process applied lately: an identical object applied again within ``ttl``
-    seconds is skipped. During a rollout every analysis reconciles the resource, and five
-    server-side applies that change nothing were most of that reconcile's cost; after ``ttl``
-    the object is applied again, so a hand edit or deletion is undone within that time."""
+    """What this process applied lately: an identical object applied again within its refresh
+    time is skipped. During a rollout every analysis reconciles the resource, and five
+    server-side applies that change nothing were most of that reconcile's cost. Each object is
+    applied again after between ``ttl``/2 and ``ttl`` seconds (spread by its name, so the objects
+    of resources created together do not all fall due in the same second), undoing a hand edit
+    or deletion within ``ttl``."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -82,9 +85,24 @@ class AppliedCache:
     def _digest(obj: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
-    def needed(self, obj: dict[str, Any]) -> bool:
+    def refresh_after(self, key: tuple[str, str, str]) -> float:
+        """Seconds after which an unchanged object is applied again: in [ttl/2, ttl], by its key."""
+        spread = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:2], "big") / 0xFFFF
+        return self.ttl * (0.5 + 0.5 * spread)
+
+    def changed(self, obj: dict[str, Any]) -> bool:
+        """Not applied by this process yet, or different from what it applied."""
         entry = self.entries.get(self._key(obj))
-        return entry is None or entry[0] != self._digest(obj) or time.monotonic() - entry[1] > self.ttl
+        return entry is None or entry[0] != self._digest(obj)
+
+    def stale(self, obj: dict[str, Any]) -> bool:
+        """Applied unchanged, but long enough ago to apply again (a hand edit may have changed it)."""
+        key = self._key(obj)
+        entry = self.entries.get(key)
+        return entry is not None and time.monotonic() - entry[1] > self.refresh_after(key)
+
+    def needed(self, obj: dict[str, Any]) -> bool:
+        return self.changed(obj) or self.stale(obj)
 
     def remember(self, obj: dict[str, Any]) -> None:
         self.entries[self._key(obj)] = (self._digest(obj), time.monotonic())
@@ -114,6 +132,10 @@ class Controller:
         #: When each key's earliest delayed reconcile is due (event loop time).
         self.wakeups: dict[Key, float] = {}
         self.applied = AppliedCache(config.apply_cache_seconds)
+        #: Owned Jobs and Deployments as the watch shows them (the handlers feed it).
+        self.owned = OwnedObjects()
+        #: The resourceVersion this process's latest status write of each key made.
+        self.status_written: dict[Key, str] = {}
 
     # --- queue ------------------------------------------------------------------------
     def enqueue(self, namespace: str, name: str, delay: float = 0) -> None:
@@ -133,13 +155,23 @@ class Controller:
             self.queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self.queued))
 
+    def own_status_write(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        """Whether a watch event shows the object exactly as this process's status write left it.
+        Its reconcile would change nothing (a plan made from the status it wrote is settled:
+        tests/unit/operator/test_reconcile.py checks every plan), and during a rollout it was
+        half of all reconciles, each a GET and two LISTs on the API server."""
+        written = self.status_written.pop((namespace, name), None)
+        return written is not None and written == resource_version
+
     def _wake(self, namespace: str, name: str, due: float) -> None:
         if self.wakeups.get((namespace, name)) == due:
             del self.wakeups[(namespace, name)]
         self.enqueue(namespace, name)
 
-    def look_again(self, namespace: str, name: str, delay: float) -> None:
-        """Reconcile the key after ``delay`` seconds; replaces the key's previous timer."""
+    def look_again(self, namespace: str, name: str, delay: float, since: float | None = None) -> None:
+        """Reconcile the key ``delay`` seconds after ``since`` (event loop time; default now):
+        replaces the key's previous timer. A plan's delay counts from the moment its ``now``
+        was taken, so a pause ends on time however long the reconcile that planned it took."""
         key = (namespace, name)
         previous = self.timers.pop(key, None)
         if previous is not None:
@@ -149,10 +181,12 @@ class Controller:
             self.timers.pop(key, None)
             self.enqueue(namespace, name)
 
-        self.timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+        loop = asyncio.get_running_loop()
+        self.timers[key] = loop.call_at((loop.time() if since is None else since) + delay, fire)
 
     async def start(self) -> None:
         await self._count_retraining()
+        await self._load_owned()
         self.tasks = [asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(self.config.workers)]
         self.tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self.started = True
@@ -232,14 +266,17 @@ class Controller:
 
         last = status.get("lastTraining") or {}
         recorded = {last["job"]} if last.get("finishedAt") and last.get("job") else set()
-        observed = await run(self.kube.observe, namespace, name, recorded)
+        if self.owned.primed:
+            observed = await run(self.kube.observe_from, namespace, self.owned.of(namespace, name, "Job"), self.owned.of(namespace, name, "Deployment"), recorded)
+        else:
+            observed = await run(self.kube.observe, namespace, name, recorded)
         current = observed.jobs.get(last.get("job", ""))
         if current and current.finished and current.succeeded and current.result is None and not last.get("finishedAt"):
             recovered = await self._registry(registry.result_from_registry, self.config.mlflow_tracking_uri, resource.registered_model_name, current.name)
             if recovered:
                 observed.jobs[current.name] = dataclasses.replace(current, result=recovered)
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now, planned_at = dt.datetime.now(dt.timezone.utc), asyncio.get_running_loop().time()
         sample = None
         state = rollout_state(status)
         step_started = rollout.analysis_due(resource.spec.rollout, state, now)
@@ -253,13 +290,19 @@ class Controller:
         for obj in decision.create:
             if await run(self.kube.create_if_missing, obj) and obj["kind"] == "Job":
                 metrics.TRAININGS_STARTED.labels(obj["metadata"].get("annotations", {}).get(TRIGGER_ANNOTATION, "spec")).inc()
+        # What changes first (a step's new weight in the route); re-applying objects that only
+        # fell due for a refresh waits until the status and the events are written.
+        refresh = []
         for obj in decision.apply:
-            if self.applied.needed(obj):
+            if self.applied.changed(obj):
                 await run(self.kube.apply, obj)
                 self.applied.remember(obj)
+            elif self.applied.stale(obj):
+                refresh.append(obj)
         for api_version, kind, object_name in decision.delete:
             await run(self.kube.delete, namespace, api_version, kind, object_name)
             self.applied.forget(namespace, kind, object_name)
+            self.owned.drop(namespace, name, kind, object_name)
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
@@ -269,7 +312,9 @@ class Controller:
         if patch:
             # Only over the status this plan was made from: the alert webhook writes retrain
             # requests meanwhile, and a blind merge could drop one (a conflict retries).
-            await run(self.kube.patch_status, namespace, name, patch, body["metadata"].get("resourceVersion"))
+            written = await run(self.kube.patch_status, namespace, name, patch, body["metadata"].get("resourceVersion"))
+            if written:
+                self.status_written[(namespace, name)] = written
         if decision.training_outcome:
             metrics.TRAININGS_FINISHED.labels(decision.training_outcome).inc()
             last_training = decision.status.get("lastTraining", {})
@@ -279,12 +324,15 @@ class Controller:
         # Once the status says so: a plan that could not be saved is made again, and told again.
         for milestone in decision.milestones:
             metrics.record_milestone(namespace, name, resource.registered_model_name, milestone)
-        for event in decision.events:
-            log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
-            await run(self.kube.post_event, body, event.type, event.reason, event.message)
         self._track_retraining((namespace, name), decision.status.get("lastTraining") or {})
         if decision.requeue_after is not None:
-            self.look_again(namespace, name, decision.requeue_after)
+            self.look_again(namespace, name, decision.requeue_after, since=planned_at)
+        for event in decision.events:
+            log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
+            await run(self.kube.post_event, body, event.type, event.reason, event.message, priority=AFTERWARDS)
+        for obj in refresh:
+            await run(self.kube.apply, obj, priority=AFTERWARDS)
+            self.applied.remember(obj)
 
     async def _measure_variants(self, resource: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> dict[str, rollout.AnalysisSample]:
         """Each A/B version over the last two analysis intervals (at least 30 s)."""
@@ -320,6 +368,19 @@ class Controller:
                 continue
             for body in bodies:
                 self._track_retraining((body["metadata"]["namespace"], body["metadata"]["name"]), (body.get("status") or {}).get("lastTraining") or {})
+
+    async def _load_owned(self) -> None:
+        """Every owned Job and Deployment, before kopf's watches start; if the listing fails,
+        reconciles list what they need on the API server instead."""
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for namespace in self.namespaces or [None]:
+            try:
+                for kind, objects in (await run(self.kube.list_owned, namespace)).items():
+                    listed.setdefault(kind, []).extend(objects)
+            except Exception as error:
+                log.warning("could not list owned objects in %s (reconciles list them instead): %s", namespace or "all namespaces", error)
+                return
+        self.owned.load(listed)
 
     async def _registry(self, func, *args):
         try:

@@ -60,14 +60,18 @@ async def model_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, 
         model_name = body.get("spec", {}).get("modelName") or f"{body.metadata.namespace}-{body.metadata.name}"
         asyncio.create_task(memo.controller.forget(model_name))
         return
+    if memo.controller.own_status_write(body.metadata.namespace, body.metadata.name, body.metadata.get("resourceVersion")):
+        return
     memo.controller.enqueue(body.metadata.namespace, body.metadata.name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-async def training_job_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def training_job_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.owned.seen(event.get("type"), "Job", event["object"])
     memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-async def serving_deployment_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def serving_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.controller.owned.seen(event.get("type"), "Deployment", event["object"])
     memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])

@@ -189,8 +189,14 @@ class Settings:
     retain_rolled_back: float = 600.0
 
 
+#: The shortest wait before looking again: a wake-up never lands later than this after what it
+#: waits for (a pause ending 0.3 s from now is looked at in 0.3 s, not at a coarser tick), and a
+#: moment already past cannot spin the reconcile loop.
+MIN_REQUEUE_SECONDS = 0.1
+
+
 def _seconds(until: dt.datetime | None, now: dt.datetime) -> float | None:
-    return None if until is None else max((until - now).total_seconds(), 0.5)
+    return None if until is None else max((until - now).total_seconds(), MIN_REQUEUE_SECONDS)
 
 
 def _soonest(*delays: float | None) -> float | None:

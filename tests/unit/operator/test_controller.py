@@ -147,13 +147,76 @@ def test_applied_cache_skips_only_identical_recent_applies():
 
     cache = AppliedCache(ttl=60)
     route = {"kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
-    assert cache.needed(route)
+    assert cache.changed(route) and not cache.stale(route)  # never applied: apply now
     cache.remember(route)
-    assert not cache.needed(route)
+    assert not cache.changed(route) and not cache.stale(route) and not cache.needed(route)
     changed = {**route, "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}]}]}}
-    assert cache.needed(changed)
+    assert cache.changed(changed)
     cache.forget("ns", "HTTPRoute", "r")
-    assert cache.needed(route)
+    assert cache.changed(route)
     stale = AppliedCache(ttl=0)
     stale.remember(route)
-    assert stale.needed(route)  # past its time: applied again, undoing any hand edit
+    assert stale.stale(route) and not stale.changed(route)  # past its time: applied again, undoing any hand edit
+
+
+def test_applied_cache_spreads_the_refreshes_of_objects_made_together():
+    from modelship.operator.controller import AppliedCache
+
+    cache = AppliedCache(ttl=60)
+    after = [cache.refresh_after(("ns", kind, f"md-{i:03d}-v2")) for i in range(200) for kind in ("Deployment", "Service")]
+    assert all(30 <= seconds <= 60 for seconds in after)
+    assert max(after) - min(after) > 25 and len({round(s) for s in after}) > 20  # not one burst
+    assert cache.refresh_after(("ns", "Service", "a")) == cache.refresh_after(("ns", "Service", "a"))
+
+
+def test_look_again_counts_from_when_the_plan_was_made():
+    # A plan made 2 s ago (its reconcile then waited on the API server) that asks to look again
+    # in 2 s is due now, not 2 s after the reconcile finished.
+    async def scenario():
+        controller = Scripted([])
+        await controller.start()
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        controller.look_again("ns", "md", 2.0, since=asked - 2.0)
+        await _settle(controller, 1)
+        waited = loop.time() - asked
+        await controller.stop()
+        return controller.calls, waited
+
+    calls, waited = asyncio.run(scenario())
+    assert calls == 1 and waited < 1.5
+
+
+def test_only_the_event_of_the_operators_own_status_write_is_skipped():
+    controller = Scripted([])
+    controller.status_written[("ns", "md")] = "42"
+    assert not controller.own_status_write("ns", "md", "41")  # someone else's write: reconciled
+    controller.status_written[("ns", "md")] = "42"
+    assert controller.own_status_write("ns", "md", "42")
+    assert not controller.own_status_write("ns", "md", "42")  # once: a later event is another write
+    assert not controller.own_status_write("ns", "other", "42")
+
+
+def test_call_gate_serves_waiting_calls_by_priority_then_arrival():
+    from modelship.operator.kube import CallGate
+
+    async def scenario():
+        gate = CallGate(1)
+        await gate.acquire(2)  # one call in flight; the others wait
+        order = []
+
+        async def call(label, priority):
+            await gate.acquire(priority)
+            order.append(label)
+            await asyncio.sleep(0)
+            gate.release()
+
+        tasks = [asyncio.create_task(call(label, priority)) for label, priority in (("event", 1), ("route-a", 0), ("refresh", 1), ("route-b", 0), ("gone", 0))]
+        await asyncio.sleep(0.01)
+        tasks[-1].cancel()  # a cancelled waiter neither runs nor keeps a slot
+        await asyncio.sleep(0.01)
+        gate.release()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return order, gate.busy
+
+    assert asyncio.run(scenario()) == (["route-a", "route-b", "event", "refresh"], 0)

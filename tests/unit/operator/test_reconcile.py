@@ -27,7 +27,18 @@ def plan(*args, **kwargs) -> reconcile.Plan:
     unknown fields forbidden: the API server silently drops what the CRD does not declare."""
     made = reconcile.plan(*args, **kwargs)
     assert ModelDeploymentStatus.model_validate(made.status).to_wire() == made.status
+    assert_settled(made, *args, **kwargs)
     return made
+
+
+def assert_settled(made: reconcile.Plan, resource, status, observed, config, now, *_, **__) -> None:
+    """Planning again from the status a plan wrote (no analysis is due then: it was just made)
+    changes nothing more: the operator does not reconcile the watch event of its own status
+    write (controller.Controller.own_status_write), so no step may wait for that second pass.
+    (Objects it creates or applies come back through their own watch events, reconciled.)"""
+    again = reconcile.plan(resource, made.status, observed, config, now)
+    assert status_patch(made.status, again.status) == {}
+    assert again.promote_version is None and [e.reason for e in again.events] == []
 
 
 def md() -> ModelDeployment:
@@ -282,3 +293,95 @@ def test_ab_test_labels_each_variants_pods_and_routes_the_header_first():
     assert first["matches"][0]["headers"] == [{"type": "Exact", "name": "x-variant", "value": "challenger"}]
     assert [b["weight"] for b in default["backendRefs"]] == [80, 20]
     assert p.status["phase"] == "Progressing" and p.status["rollout"]["phase"] == "ABTesting" and p.promote_version is None
+
+
+def _canary_walk(errors: float, until: float = 900) -> list[reconcile.Plan]:
+    """The sample's canary (2m, 5m, 1m steps; analysis every 30 s) of version 2 over champion 1,
+    planned the way the controller does: whenever something is due, measured when an analysis is."""
+    from modelship.monitoring.analysis import CHECK_ERROR_RATE, CHECK_LATENCY_P95, CHECK_REQUESTS
+    from modelship.operator import rollout
+
+    status = {"lastTraining": training(version="2"), "championVersion": "1"}
+    serving = Observed(serving={"1": ServingState("1", True, "champion"), "2": ServingState("2", True, "canary")})
+    plans, seconds = [], 0.0
+    while seconds < until:
+        now = NOW + dt.timedelta(seconds=seconds)
+        state = reconcile.rollout_state(status)
+        sample = None
+        if rollout.analysis_due(RESOURCE.spec.rollout, state, now) is not None:
+            sample = rollout.AnalysisSample(now, (rollout.Measurement(CHECK_REQUESTS, 500), rollout.Measurement(CHECK_ERROR_RATE, errors), rollout.Measurement(CHECK_LATENCY_P95, 0.02)))
+        made = plan(RESOURCE, status, serving, CONFIG, now, sample)
+        plans.append(made)
+        status = made.status
+        if made.requeue_after is None:
+            break
+        seconds += made.requeue_after
+    return plans
+
+
+def test_canary_walks_its_steps_on_time_and_promotes_each_plan_settled():
+    plans = _canary_walk(errors=0.0)
+    weights = [p.status.get("canaryWeight") for p in plans]
+    steps = [w for i, w in enumerate(weights) if w is not None and (i == 0 or weights[i - 1] != w)]
+    assert steps == [10, 50, 100]
+    promoted = [p for p in plans if p.promote_version]
+    assert [p.promote_version for p in promoted] == ["2"] and promoted[0].status["championVersion"] == "2"
+    # Each step lasted exactly its pause: the plans asked to look again at the pause's end.
+    started = [p.status["rollout"]["stepStartedAt"] for p in plans if p.status.get("rollout", {}).get("stepStartedAt")]
+    assert sorted(set(started)) == ["2026-11-22T08:00:00Z", "2026-11-22T08:02:00Z", "2026-11-22T08:07:00Z"]
+
+
+def test_failing_canary_rolls_back_each_plan_settled():
+    plans = _canary_walk(errors=0.5, until=120)
+    rolled = next(p for p in plans if (p.status.get("rollout") or {}).get("phase") == "RolledBack")
+    assert rolled.status["championVersion"] == "1" and rolled.promote_version is None
+    assert condition(rolled.status["conditions"], "Promoted")["reason"] == "AnalysisFailed"
+
+
+def _owned(kind: str, name: str, owner: str | None = "md", namespace: str = "ns", **extra) -> dict:
+    labels = {"modelship.io/deployment": owner} if owner else {}
+    return {"metadata": {"name": name, "namespace": namespace, "labels": labels, "managedFields": [{"manager": "x"}], **extra}}
+
+
+@pytest.mark.parametrize(
+    ("events", "jobs", "deployments"),
+    [
+        ([(None, "Job", _owned("Job", "j1")), ("ADDED", "Deployment", _owned("Deployment", "md-v1"))], ["j1"], ["md-v1"]),
+        # A later event replaces the body; DELETED removes it.
+        ([("ADDED", "Deployment", _owned("Deployment", "md-v1")), ("MODIFIED", "Deployment", _owned("Deployment", "md-v1", generation=2))], [], ["md-v1"]),
+        ([("ADDED", "Job", _owned("Job", "j1")), ("DELETED", "Job", _owned("Job", "j1"))], [], []),
+        # Other owners, other namespaces and unlabelled objects are not this resource's.
+        ([("ADDED", "Job", _owned("Job", "j2", owner="other")), ("ADDED", "Job", _owned("Job", "j3", namespace="ns2")), ("ADDED", "Job", _owned("Job", "j4", owner=None))], [], []),
+    ],
+)
+def test_owned_objects_follow_the_watch(events, jobs, deployments):
+    from modelship.operator.observe import OwnedObjects
+
+    owned = OwnedObjects()
+    for event_type, kind, obj in events:
+        owned.seen(event_type, kind, obj)
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Job")] == jobs
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Deployment")] == deployments
+    assert all("managedFields" not in o["metadata"] for o in owned.of("ns", "md", "Deployment"))
+
+
+def test_owned_objects_load_a_listing_and_drop_what_the_operator_deletes():
+    from modelship.operator.observe import OwnedObjects
+
+    owned = OwnedObjects()
+    assert not owned.primed
+    owned.load({"Job": [_owned("Job", "j1")], "Deployment": [_owned("Deployment", "md-v1"), _owned("Deployment", "md-v2")]})
+    assert owned.primed and len(owned.of("ns", "md", "Deployment")) == 2
+    owned.drop("ns", "md", "Deployment", "md-v1")
+    assert [o["metadata"]["name"] for o in owned.of("ns", "md", "Deployment")] == ["md-v2"]
+    # The same parsing as a listing: what the decisions see does not depend on where it came from.
+    deployment = {**_owned("Deployment", "md-v3"), "spec": {"replicas": 1}, "status": {"readyReplicas": 1, "updatedReplicas": 1}}
+    deployment["metadata"]["labels"]["modelship.io/version"] = "3"
+    owned.seen("ADDED", "Deployment", deployment)
+    assert serving_from(owned) == {"3": True}  # md-v2 carries no version label
+
+
+def serving_from(owned) -> dict[str, bool]:
+    from modelship.operator.observe import serving_state
+
+    return {s.version: s.ready for s in map(serving_state, owned.of("ns", "md", "Deployment")) if s.version}

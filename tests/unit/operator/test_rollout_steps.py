@@ -118,6 +118,27 @@ def test_pause_over_and_passed_advances_to_the_next_weight():
     assert d.notices[-1].message == "step 2/3: version 2 takes 50% for 20s"
 
 
+@pytest.mark.parametrize(
+    ("seconds", "requeue_after"),
+    [
+        (10.5, 9.5),  # the pause ends at 20 s; the next analysis (due 10 s after the last, at 20.2 s) later
+        (19.7, 0.3),  # a pause ending within a fraction of a second is looked at right then, not later
+        (19.95, 0.1),  # no shorter than MIN_REQUEUE_SECONDS: a moment already due cannot spin the loop
+    ],
+)
+def test_looks_again_exactly_when_the_pause_ends(seconds, requeue_after):
+    state = in_step(0, step_passed=True, last_analysis_at="2026-11-22T08:00:10.200Z")
+    assert run(SPEC, state, seconds).requeue_after == pytest.approx(requeue_after)
+
+
+def test_wake_at_the_pause_end_advances_on_the_last_passed_analysis():
+    # The analysis before the pause's end passed; the next is not due yet: the step ends on time.
+    state = in_step(0, step_passed=True, last_analysis_at="2026-11-22T08:00:10.200Z")
+    assert analysis_due(SPEC, state, at(20)) is None
+    d = run(SPEC, state, 20)
+    assert d.weights == {"1": 50, "2": 50} and d.rollout.step_index == 1
+
+
 def test_pause_over_without_a_passed_analysis_waits():
     d = run(SPEC, in_step(0), 25)
     assert d.weights == {"1": 90, "2": 10} and d.rollout.step_index == 0

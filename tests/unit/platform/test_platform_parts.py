@@ -147,3 +147,22 @@ def test_unsupported_podmonitor_fields_are_named() -> None:
     monitor = {"kind": "PodMonitor", "metadata": {"name": "m"}, "spec": {"podMetricsEndpoints": [{"port": "http", "tlsConfig": {}}]}}
     with pytest.raises(ValueError, match=r"podMetricsEndpoints\[0\]: \['tlsConfig'\]"):
         podmonitor.scrape_configs(monitor, {})
+
+
+def test_test_cluster_service_range_fits_200_canaries_and_overlaps_no_pod_range() -> None:
+    import testcluster
+
+    services = ipaddress.ip_network(testcluster.SERVICE_CIDR)
+    assert services.num_addresses - 3 >= 2 * 200 + 50  # two Services per canary, some spare
+    assert not services.overlaps(podnet.PLATFORM_RANGE)
+    # KWOK's pool starts at its default range and walks past it when it runs out.
+    assert not services.overlaps(ipaddress.ip_network(testcluster.KWOK_DEFAULT_POD_CIDR).supernet(new_prefix=16))
+
+
+def test_test_cluster_config_widens_the_service_range_beside_kwok_flags(tmp_path: Path) -> None:
+    import testcluster
+
+    cluster = testcluster.TestCluster(name="t", workdir=tmp_path, toolchain=None, kwok_args={"cidr": "10.244.15.0/24"})
+    config, _ = yaml.safe_load_all(cluster._write_config().read_text().split("---\n", 1)[0] + "---\n{}")
+    patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in config["componentsPatches"]}
+    assert patches == {"kube-apiserver": {"service-cluster-ip-range": testcluster.SERVICE_CIDR}, "kwok-controller": {"cidr": "10.244.15.0/24"}}
