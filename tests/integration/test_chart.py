@@ -10,6 +10,7 @@ import json
 import pytest
 import yaml
 
+from modelship.operator.config import OperatorConfig
 from helmchart import leaf_paths, CHART, KUBE_VERSION, REPO, SCENARIOS, container, env_of, find, helm, kinds, pod_templates, render, selects
 
 pytestmark = pytest.mark.integration
@@ -267,7 +268,7 @@ def test_operator_service_and_service_monitor():
 def test_prometheus_for_the_analysis_and_the_prediction_store_secret_only_when_set():
     defaults = env_of(container(find(render(), "Deployment", "ms-operator")))
     assert "MODELSHIP_PROMETHEUS_URL" not in defaults and "MODELSHIP_PREDICTION_STORE_SECRET" not in defaults
-    assert defaults["MODELSHIP_WORKERS"] == "16"
+    assert defaults["MODELSHIP_WORKERS"] == str(OperatorConfig.workers)  # the chart's default is the operator's
     monitoring = env_of(container(find(render(files=scenario("monitoring")), "Deployment", "ms-operator")))
     assert monitoring["MODELSHIP_PROMETHEUS_URL"] == "http://kps-prometheus.monitoring:9090"
     store = env_of(container(find(render("operator.predictionStoreSecret=prediction-store"), "Deployment", "ms-operator")))
