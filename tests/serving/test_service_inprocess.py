@@ -42,6 +42,6 @@ def test_service_routes(client: TestClient) -> None:
     # In-process there is no multiprocess directory (that path is tested with the real server in
     # tests/serving): /metrics serves this process's registry.
     metrics = client.get("/metrics").text
-    assert 'modelship_predictions_total{endpoint="predict",model="housing-unit",outcome="success",variant="blue"' in metrics
+    assert 'modelship_predictions_total{endpoint="predict",model="housing-unit",outcome="success",traffic="live",variant="blue"' in metrics
     paths = client.get("/docs.json").json()["paths"]
     assert {"/predict", "/predict/batch", "/model", "/readyz"} <= set(paths)
