@@ -72,10 +72,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
 ]
 
+# The arrays go in binary (%b): in text format psycopg escapes every quote of every JSON
+# document into an array literal, ~12 µs a row on the serving process (0.3 µs in binary).
 _INSERT_PREDICTIONS = f"""
 INSERT INTO {PREDICTIONS_TABLE} (model, record_id, request_id, ts, version, variant, inputs, prediction, probabilities)
 SELECT %s, r, q, to_timestamp(t), v, w, i::jsonb, p::jsonb, pr::jsonb
-FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS u(r, q, t, v, w, i, p, pr)
+FROM unnest(%b::text[], %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) AS u(r, q, t, v, w, i, p, pr)
 ON CONFLICT DO NOTHING
 """
 _LOOKUP = f"SELECT record_id, version, variant, prediction FROM {PREDICTIONS_TABLE} WHERE model = %s AND record_id = ANY(%s::text[])"
