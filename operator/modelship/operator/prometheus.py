@@ -34,20 +34,27 @@ class PrometheusClient:
             await self._client.aclose()
             self._client = None
 
-    async def vector(self, name: str, expr: str) -> tuple[list[dict], str | None]:
-        """The instant vector ``expr`` yields now, or why there is none."""
+    async def _query(self, name: str, expr: str) -> tuple[dict, str | None]:
+        """The ``data`` of Prometheus's answer to the instant query ``expr``, or why there is none."""
         if not self.url:
-            return [], "no Prometheus configured (MODELSHIP_PROMETHEUS_URL)"
+            return {}, "no Prometheus configured (MODELSHIP_PROMETHEUS_URL)"
         try:
             response = await self._http().get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=self.timeout)
-            answer = response.json()
         except httpx.HTTPError as error:
-            return [], f"Prometheus unreachable: {type(error).__name__}: {error}"[:300]
+            return {}, f"Prometheus unreachable: {type(error).__name__}: {error}"[:300]
+        try:
+            answer = response.json()
         except ValueError:
-            return [], f"Prometheus answered {response.status_code} without JSON"
+            return {}, f"Prometheus answered {response.status_code} without JSON"
         if answer.get("status") != "success":
-            return [], f"Prometheus refused the query of {name}: {answer.get('error', response.status_code)}"[:300]
-        data = answer.get("data") or {}
+            return {}, f"Prometheus refused the query of {name}: {answer.get('error', response.status_code)}"[:300]
+        return answer.get("data") or {}, None
+
+    async def vector(self, name: str, expr: str) -> tuple[list[dict], str | None]:
+        """The instant vector ``expr`` yields now, or why there is none."""
+        data, error = await self._query(name, expr)
+        if error:
+            return [], error
         if data.get("resultType") != "vector":
             return [], f"the query of {name} returned a {data.get('resultType')}, not a vector"
         return data.get("result") or [], None
@@ -70,19 +77,9 @@ class PrometheusClient:
 
     async def value(self, name: str, expr: str) -> Measurement:
         """The single value ``expr`` yields now; no series → no value; more than one → an error."""
-        if not self.url:
-            return Measurement(name, error="no Prometheus configured (MODELSHIP_PROMETHEUS_URL)")
-        try:
-            response = await self._http().get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=self.timeout)
-        except httpx.HTTPError as error:
-            return Measurement(name, error=f"Prometheus unreachable: {type(error).__name__}: {error}"[:300])
-        try:
-            answer = response.json()
-        except ValueError:
-            return Measurement(name, error=f"Prometheus answered {response.status_code} without JSON")
-        if answer.get("status") != "success":
-            return Measurement(name, error=f"Prometheus refused the query of {name}: {answer.get('error', response.status_code)}"[:300])
-        data = answer.get("data") or {}
+        data, error = await self._query(name, expr)
+        if error:
+            return Measurement(name, error=error)
         result = data.get("result")
         if data.get("resultType") == "scalar":
             return Measurement(name, float(result[1]))
