@@ -101,9 +101,6 @@ class AppliedCache:
         entry = self.entries.get(key)
         return entry is not None and time.monotonic() - entry[1] > self.refresh_after(key)
 
-    def needed(self, obj: dict[str, Any]) -> bool:
-        return self.changed(obj) or self.stale(obj)
-
     def remember(self, obj: dict[str, Any]) -> None:
         self.entries[self._key(obj)] = (self._digest(obj), time.monotonic())
 
