@@ -303,7 +303,6 @@ class Controller:
         if decision.promote_version:
             await self._registry(registry.promote, self.config.mlflow_tracking_uri, resource.registered_model_name, decision.promote_version)
             failpoints.hit(failpoints.AFTER_ALIAS_MOVE)
-            metrics.PROMOTIONS.inc()
         metrics.record_rollout(resource.registered_model_name, decision.status)
         patch = status_patch(status, decision.status)
         if patch:

@@ -17,7 +17,7 @@ ERRORS = Counter(names.OPERATOR_ERRORS_TOTAL, "Reconcile errors, by kind.", ["ki
 TRAININGS_STARTED = Counter(names.OPERATOR_TRAININGS_STARTED_TOTAL, "Training Jobs created.", ["trigger"])
 TRAININGS_FINISHED = Counter(names.OPERATOR_TRAININGS_FINISHED_TOTAL, "Training Jobs finished, by outcome.", ["outcome"])
 TRAINING_SECONDS = Histogram(names.OPERATOR_TRAINING_SECONDS, "From Job creation to its recorded result.", buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 7200))
-PROMOTIONS = Counter(names.OPERATOR_PROMOTIONS_TOTAL, "Versions made champion.")
+PROMOTIONS = Counter(names.OPERATOR_PROMOTIONS_TOTAL, "Versions promoted to champion (a rollback is counted in rollbacks_total).")
 QUEUE_DEPTH = Gauge(names.OPERATOR_QUEUE_DEPTH, "ModelDeployments waiting for a reconcile.")
 ALERTS = Counter(names.OPERATOR_ALERTS_TOTAL, "Alerts received on the Alertmanager webhook, by what became of them.", ["result"])
 ALERT_WEBHOOK_REQUESTS = Counter(names.OPERATOR_ALERT_WEBHOOK_REQUESTS_TOTAL, "Calls of the Alertmanager webhook, by HTTP status.", ["code"])
@@ -80,7 +80,10 @@ def record_milestone(namespace: str, deployment: str, model: str, milestone: Mil
             _forget_milestone(key)
     gauge.labels(*values).set(at)
     _milestones[(milestone.kind, values)] = at
-    if milestone.kind == ROLLED_BACK:
+    # Counted from the milestone, not from the alias move: a rollback moves the alias too.
+    if milestone.kind == PROMOTED:
+        PROMOTIONS.inc()
+    elif milestone.kind == ROLLED_BACK:
         ROLLBACKS.labels(details.get(names.LABEL_REASON, "")).inc()
 
 

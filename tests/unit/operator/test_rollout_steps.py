@@ -485,8 +485,11 @@ def test_milestone_gauges_keep_each_event_for_the_retention_then_drop_it():
         return REGISTRY.get_sample_value(name, {"namespace": "team-a", "modelship_io_deployment": "gauged", "model": "team-a-gauged", **labels})
 
     rollbacks = REGISTRY.get_sample_value("modelship_operator_rollbacks_total", {"reason": "AnalysisFailed"}) or 0
+    promotions = REGISTRY.get_sample_value("modelship_operator_promotions_total") or 0
     metrics.record_milestone("team-a", "gauged", "team-a-gauged", Milestone(PROMOTED, "2", (("previous_version", "1"),)), at=1000.0)
+    assert REGISTRY.get_sample_value("modelship_operator_promotions_total") == promotions + 1
     metrics.record_milestone("team-a", "gauged", "team-a-gauged", Milestone(ROLLED_BACK, "3", (("reason", "AnalysisFailed"), ("champion_version", "2"))), at=1500.0)
+    assert REGISTRY.get_sample_value("modelship_operator_promotions_total") == promotions + 1  # a rollback is no promotion
     assert value("modelship_operator_promoted_timestamp_seconds", version="2", previous_version="1") == 1000.0
     assert value("modelship_operator_rolled_back_timestamp_seconds", version="3", reason="AnalysisFailed", champion_version="2") == 1500.0
     assert REGISTRY.get_sample_value("modelship_operator_rollbacks_total", {"reason": "AnalysisFailed"}) == rollbacks + 1
