@@ -67,6 +67,9 @@ def operator(cluster, namespace, mlflow_server, pod_runner, tmp_path):
         "MODELSHIP_TRAINING_POD_LABELS": json.dumps({"modelship.io/test-pod-runner": "local"}),
         "MODELSHIP_RESYNC_INTERVAL": "15",
         "MODELSHIP_ENDPOINT_BASE_URL": "http://gateway.test",
+        # Unchanged objects are applied again only every 10 minutes here: whatever is put back
+        # sooner was put back by its watch event.
+        "MODELSHIP_APPLY_CACHE_SECONDS": "600",
     }
     process = OperatorProcess(kubeconfig, namespace, env, tmp_path / "operator.log").start()
     try:
@@ -141,6 +144,20 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     assert registry.get_model_version_by_alias(model_name, "champion").version == "1"
     printed = cluster.kubectl("get", "mdep", "-n", namespace).stdout
     assert "Serving" in printed.splitlines()[1] and " 1 " in printed.splitlines()[1]
+
+    # 1b. the route, the Service and the Deployment deleted by hand → put back by the operator.
+    for kind, name in (("httproute", NAME), ("service", f"{NAME}-v1"), ("deployment", f"{NAME}-v1")):
+        uid = cluster.kubectl_json("get", kind, name, "-n", namespace)["metadata"]["uid"]
+        cluster.kubectl("delete", kind, name, "-n", namespace, "--wait=true")
+        cluster.wait_until(
+            f"the {kind} to be recreated",
+            lambda kind=kind, name=name, uid=uid: (found := cluster.kubectl("get", kind, name, "-n", namespace, "-o", "jsonpath={.metadata.uid}", check=False).stdout) and found != uid,
+            timeout=30,
+            interval=0.5,
+        )
+    route = cluster.kubectl_json("get", "httproute", NAME, "-n", namespace)
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [(f"{NAME}-v1", 100)]
+    wait_champion(cluster, namespace, "1", timeout=60)
 
     # 2. new hyperparameters → a second Job → version 2 replaces version 1.
     patch_spec(cluster, namespace, {"training": {"hyperparameters": {"max_depth": 6}}})

@@ -20,7 +20,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelship.api import ModelDeployment, format_errors, parse_duration
-from modelship.api.names import TRIGGER_ANNOTATION
+from modelship.api.names import DEPLOYMENT_LABEL, TRIGGER_ANNOTATION
 from modelship.api.v1alpha1 import RolloutStatus
 from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.abquality import QualitySample
@@ -159,6 +159,19 @@ class Controller:
         half of all reconciles, each a GET and two LISTs on the API server."""
         written = self.status_written.pop((namespace, name), None)
         return written is not None and written == resource_version
+
+    def owned_object_event(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        """A watch event of an object the operator made. Its own applies come back as events
+        too, and reconciling each echo would double the work of a rollout; a deletion is
+        never its own (what it deletes it forgets first), so a deleted object is put back now
+        rather than at its next refresh."""
+        if event_type != "DELETED":
+            return
+        metadata = obj["metadata"]
+        self.applied.forget(metadata.get("namespace") or "", obj["kind"], metadata["name"])
+        owner = (metadata.get("labels") or {}).get(DEPLOYMENT_LABEL)
+        if owner:
+            self.enqueue(metadata.get("namespace") or "", owner)
 
     def _wake(self, namespace: str, name: str, due: float) -> None:
         if self.wakeups.get((namespace, name)) == due:

@@ -74,4 +74,11 @@ async def training_job_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_)
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def serving_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     memo.controller.owned.seen(event.get("type"), "Deployment", event["object"])
+    memo.controller.owned_object_event(event.get("type"), event["object"])
     memo.controller.enqueue(body.metadata.namespace, body.metadata.labels[DEPLOYMENT_LABEL])
+
+
+@kopf.on.event("", "v1", "services", labels=OWNED)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OWNED)
+async def routing_object_event(event: dict, memo: kopf.Memo, **_) -> None:
+    memo.controller.owned_object_event(event.get("type"), event["object"])

@@ -197,6 +197,31 @@ def test_only_the_event_of_the_operators_own_status_write_is_skipped():
     assert not controller.own_status_write("ns", "other", "42")
 
 
+@pytest.mark.parametrize(
+    "event_type, labels, reapplied, enqueued",
+    [
+        # A route or Service deleted by hand is put back by the next reconcile, not at its refresh.
+        ("DELETED", {"modelship.io/deployment": "md"}, True, [("ns", "md")]),
+        # The echo of the operator's own apply (and the initial listing) changes nothing.
+        ("MODIFIED", {"modelship.io/deployment": "md"}, False, []),
+        ("ADDED", {"modelship.io/deployment": "md"}, False, []),
+        (None, {"modelship.io/deployment": "md"}, False, []),
+        # Without the owner's label there is nobody to reconcile, but the cache still forgets it.
+        ("DELETED", {}, True, []),
+    ],
+)
+def test_a_deleted_owned_object_is_applied_again_at_once(event_type, labels, reapplied, enqueued):
+    route = {"kind": "HTTPRoute", "metadata": {"name": "md", "namespace": "ns", "labels": labels}, "spec": {"rules": []}}
+
+    async def scenario():
+        controller = Scripted([])
+        controller.applied.remember(route)
+        controller.owned_object_event(event_type, route)
+        return controller.applied.changed(route), sorted(controller.queued)
+
+    assert asyncio.run(scenario()) == (reapplied, enqueued)
+
+
 def test_call_gate_serves_waiting_calls_by_priority_then_arrival():
     from modelship.operator.kube import CallGate
 
