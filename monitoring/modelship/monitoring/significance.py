@@ -2,11 +2,33 @@
 variants real, or noise of too few labels? Pure functions over plain numbers (standard library
 only, so the operator can call them without SciPy), and the PromQL that feeds them.
 
-* Accuracy (classification): two-proportion z-test, pooled, two-sided, on correct / labelled
-  predictions per variant (:data:`metrics.LABELLED_PREDICTIONS_TOTAL`).
-* Error (regression): Welch's t-test, two-sided, on the absolute errors per variant, from their
+The difference θ̂ (``b − a``: accuracy, or mean absolute error) and its variance ``V`` come from
+the classic tests' standard error:
+
+* Accuracy (classification): two proportions, pooled, on correct / labelled predictions per
+  variant (:data:`metrics.LABELLED_PREDICTIONS_TOTAL`).
+* Error (regression): Welch's unpooled variance of the absolute errors per variant, from their
   count, sum and sum of squares (the absolute-error histogram's ``_count`` and ``_sum`` and
   :data:`metrics.PREDICTION_SQUARED_ERROR_TOTAL`; ``|e|² = e²``).
+
+Two ways to turn them into a p-value (``test``):
+
+* :data:`SEQUENTIAL` (the default): the mixture sequential probability ratio test (mSPRT; Johari,
+  Koomen, Pekelis & Walsh, "Always valid inference", Operations Research 2022) with a normal
+  mixture of variance ``τ²`` over the true difference: the likelihood ratio
+  ``Λ = sqrt(V/(V+τ²)) · exp(τ² θ̂² / (2 V (V+τ²)))`` and the always-valid p-value ``min(1, 1/Λ)``.
+  Λ is a nonnegative martingale under no difference, so (Ville's inequality) the chance that
+  1/Λ EVER drops below alpha, however often it is read, is at most alpha: the operator may
+  look at every analysis interval and stop whenever. The running minimum over the looks
+  (:func:`running_minimum`) is the p-value to report; it only goes down. The price: at a
+  single look it is larger than the fixed-horizon p-value of the same data.
+* :data:`FIXED_HORIZON`: the two-proportion z-test or Welch's t-test, two-sided, valid only when
+  read once, at a sample size fixed up front: read at every interval (peeking), a test of two
+  equally good variants crosses alpha far more often than alpha.
+
+``τ`` is :func:`mixture_scale`: the minimum detectable effect a person cares about (relative,
+``abTest.minDetectableEffect``) times the overall value of the metric, so one default fits an
+accuracy and an error of any unit; the mixture is most powerful for differences around τ.
 
 For the rollout's A/B status: :func:`compare_variants` with a function that runs an instant
 PromQL query (or the steps it takes: :func:`accuracy_queries` / :func:`error_queries`, then
@@ -18,7 +40,7 @@ how many labels, and whether that is significant at ``alpha`` (``to_wire()`` for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +53,13 @@ B_BETTER = "BBetter"
 A_BETTER = "ABetter"
 NO_DIFFERENCE = "NoSignificantDifference"
 TOO_FEW_LABELS = "TooFewLabels"
+
+#: ``test`` values: always-valid p-values (read at every look), or the classic tests (read once).
+SEQUENTIAL = "sequential"
+FIXED_HORIZON = "fixedHorizon"
+#: The difference worth detecting, relative to the metric's value: 5% (Statsig's and Eppo's
+#: examples use lifts of this size); it sets the mixture's scale τ.
+MIN_DETECTABLE_EFFECT = 0.05
 
 
 @dataclass(frozen=True)
@@ -79,10 +108,16 @@ class Comparison:
     p_value: float | None
     significant: bool
     verdict: str  #: one of B_BETTER, A_BETTER, NO_DIFFERENCE, TOO_FEW_LABELS
+    test: str = SEQUENTIAL  #: SEQUENTIAL or FIXED_HORIZON
+
+    @property
+    def b_better(self) -> bool:
+        """The estimate favours b: higher accuracy, or lower error."""
+        return self.difference is not None and (self.difference > 0 if self.metric == "accuracy" else self.difference < 0)
 
     def to_wire(self) -> dict[str, Any]:
         return {
-            "metric": self.metric, "a": self.a, "b": self.b, "valueA": self.value_a, "valueB": self.value_b,
+            "metric": self.metric, "test": self.test, "a": self.a, "b": self.b, "valueA": self.value_a, "valueB": self.value_b,
             "labelledA": self.labelled_a, "labelledB": self.labelled_b, "difference": self.difference,
             "statistic": self.statistic, "pValue": self.p_value, "significant": self.significant, "verdict": self.verdict,
         }
@@ -95,26 +130,85 @@ def _verdict(p_value: float | None, alpha: float, b_better: bool) -> tuple[bool,
     return True, B_BETTER if b_better else A_BETTER
 
 
-def compare_accuracy(a: VariantAccuracy, b: VariantAccuracy, alpha: float = 0.05, min_labels: int = 30) -> Comparison:
-    """Two-proportion z-test (pooled, two-sided) of live accuracy; higher is better."""
-    base = dict(metric="accuracy", a=a.variant, b=b.variant, value_a=a.accuracy, value_b=b.accuracy, labelled_a=int(a.labelled), labelled_b=int(b.labelled))
+def _check_test(test: str) -> None:
+    if test not in (SEQUENTIAL, FIXED_HORIZON):
+        raise ValueError(f"test must be {SEQUENTIAL} or {FIXED_HORIZON}, not {test!r}")
+
+
+def mixture_scale(overall: float, min_detectable_effect: float = MIN_DETECTABLE_EFFECT) -> float:
+    """τ², the variance of the normal mixture over the true difference: ``(effect × overall)²``.
+
+    The mSPRT is most powerful against differences near τ, and Johari et al. advise matching τ
+    to the effects one expects; a person states the smallest one worth acting on, relative to
+    the metric's overall value (both arms together: under no difference, their common value, and
+    the steadiest estimate of it), so the same default suits accuracy and an error in any unit.
+    Strictly, Ville's bound is for a τ chosen before the data; the overall value is a plug-in
+    estimate, like V, that settles within the first labels (``minLabels``): the seeded
+    simulations in the unit tests measure the error rate with it."""
+    return (min_detectable_effect * abs(overall)) ** 2
+
+
+def always_valid_p_value(difference: float, variance: float, tau2: float) -> float:
+    """``min(1, 1/Λ)`` for the mSPRT with a normal mixture N(0, τ²) over the true difference,
+    given the estimate θ̂ = ``difference`` and its variance V:
+    ``Λ = sqrt(V/(V+τ²)) · exp(τ² θ̂² / (2 V (V+τ²)))``, computed in logs (Λ overflows a float
+    long before the p-value stops being representable as 0)."""
+    if variance <= 0:
+        return 1.0 if difference == 0 else 0.0  # no spread at all: any difference is certain
+    if tau2 <= 0:
+        return 1.0  # a mixture that puts all its weight on no difference: Λ = 1
+    total = variance + tau2
+    log_ratio = tau2 * difference * difference / (2 * variance * total) - 0.5 * math.log(total / variance)
+    return 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
+
+
+def running_minimum(result: Comparison, previous_p_value: float | None, alpha: float) -> Comparison:
+    """The always-valid p-value of this look, or an earlier look's if lower, with the verdict it
+    gives: that is the sequence whose crossing of alpha is guaranteed rare (a single look's
+    1/Λ may rise again as labels arrive, the evidence already seen does not go away). The
+    direction is the current estimate's. A fixed-horizon result is returned as is."""
+    if result.test != SEQUENTIAL or result.p_value is None or previous_p_value is None or previous_p_value >= result.p_value:
+        return result
+    significant, verdict = _verdict(previous_p_value, alpha, result.b_better)
+    return replace(result, p_value=previous_p_value, significant=significant, verdict=verdict)
+
+
+def compare_accuracy(
+    a: VariantAccuracy, b: VariantAccuracy, alpha: float = 0.05, min_labels: int = 30, test: str = SEQUENTIAL, min_detectable_effect: float = MIN_DETECTABLE_EFFECT
+) -> Comparison:
+    """Live accuracy of b against a, two-sided; higher is better. The variance of pb − pa is
+    the pooled one of the two-proportion z-test, for both tests: the guarantee is about no
+    difference, where both arms share one accuracy and pooling estimates it best (and, unlike
+    the unpooled variance, it is not 0 when one arm is all right and the other all wrong); and
+    with one V for both tests, the always-valid p-value is never below the fixed one."""
+    _check_test(test)
+    base = dict(metric="accuracy", test=test, a=a.variant, b=b.variant, value_a=a.accuracy, value_b=b.accuracy, labelled_a=int(a.labelled), labelled_b=int(b.labelled))
     if a.labelled < min_labels or b.labelled < min_labels:
         difference = None if a.accuracy is None or b.accuracy is None else b.accuracy - a.accuracy
         return Comparison(**base, difference=difference, statistic=None, p_value=None, significant=False, verdict=TOO_FEW_LABELS)
     pa, pb = a.correct / a.labelled, b.correct / b.labelled
     pooled = (a.correct + b.correct) / (a.labelled + b.labelled)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / a.labelled + 1 / b.labelled))
-    if se == 0:  # both all right or both all wrong: the same accuracy, nothing to test
+    variance = pooled * (1 - pooled) * (1 / a.labelled + 1 / b.labelled)
+    if variance == 0:  # both all right or both all wrong: the same accuracy, nothing to test
         return Comparison(**base, difference=pb - pa, statistic=0.0, p_value=1.0, significant=False, verdict=NO_DIFFERENCE)
-    z = (pb - pa) / se
-    p_value = math.erfc(abs(z) / math.sqrt(2))
+    z = (pb - pa) / math.sqrt(variance)
+    if test == SEQUENTIAL:
+        p_value = always_valid_p_value(pb - pa, variance, mixture_scale(pooled, min_detectable_effect))
+    else:
+        p_value = math.erfc(abs(z) / math.sqrt(2))
     significant, verdict = _verdict(p_value, alpha, pb > pa)
     return Comparison(**base, difference=pb - pa, statistic=z, p_value=p_value, significant=significant, verdict=verdict)
 
 
-def compare_errors(a: VariantErrors, b: VariantErrors, alpha: float = 0.05, min_labels: int = 30) -> Comparison:
-    """Welch's t-test (two-sided) of the mean absolute error; lower is better."""
-    base = dict(metric="mae", a=a.variant, b=b.variant, value_a=a.mean, value_b=b.mean, labelled_a=int(a.count), labelled_b=int(b.count))
+def compare_errors(
+    a: VariantErrors, b: VariantErrors, alpha: float = 0.05, min_labels: int = 30, test: str = SEQUENTIAL, min_detectable_effect: float = MIN_DETECTABLE_EFFECT
+) -> Comparison:
+    """Mean absolute error of b against a, two-sided; lower is better. Welch's variance
+    (unpooled: the two models' errors need not spread alike) for both tests; the fixed-horizon
+    test reads it against Student's t with Welch's degrees of freedom, the sequential one
+    against the normal the mSPRT assumes (``minLabels`` keeps the looks where they differ out)."""
+    _check_test(test)
+    base = dict(metric="mae", test=test, a=a.variant, b=b.variant, value_a=a.mean, value_b=b.mean, labelled_a=int(a.count), labelled_b=int(b.count))
     if a.count < min_labels or b.count < min_labels:
         difference = None if a.mean is None or b.mean is None else b.mean - a.mean
         return Comparison(**base, difference=difference, statistic=None, p_value=None, significant=False, verdict=TOO_FEW_LABELS)
@@ -127,8 +221,12 @@ def compare_errors(a: VariantErrors, b: VariantErrors, alpha: float = 0.05, min_
         significant, verdict = _verdict(p_value, alpha, mb < ma)
         return Comparison(**base, difference=mb - ma, statistic=None, p_value=p_value, significant=significant, verdict=verdict)
     t = (mb - ma) / math.sqrt(se2)
-    df = se2 * se2 / ((sa * sa / (a.count - 1) if sa else 0.0) + (sb * sb / (b.count - 1) if sb else 0.0))
-    p_value = student_t_two_sided(t, df)
+    if test == SEQUENTIAL:
+        overall = (a.total + b.total) / (a.count + b.count)
+        p_value = always_valid_p_value(mb - ma, se2, mixture_scale(overall, min_detectable_effect))
+    else:
+        df = se2 * se2 / ((sa * sa / (a.count - 1) if sa else 0.0) + (sb * sb / (b.count - 1) if sb else 0.0))
+        p_value = student_t_two_sided(t, df)
     significant, verdict = _verdict(p_value, alpha, mb < ma)
     return Comparison(**base, difference=mb - ma, statistic=t, p_value=p_value, significant=significant, verdict=verdict)
 
@@ -198,15 +296,18 @@ def compare_variants(
     alpha: float = 0.05,
     min_labels: int = 30,
     window: str = m.QUALITY_WINDOW,
+    test: str = SEQUENTIAL,
+    min_detectable_effect: float = MIN_DETECTABLE_EFFECT,
 ) -> Comparison:
     """Variant ``b`` against ``a`` of one model on live quality, for the A/B status.
 
     ``query`` runs an instant PromQL query and returns Prometheus's result vector (the
     operator's Prometheus client); a variant without labelled predictions counts as zero, so
-    the verdict is ``TooFewLabels`` rather than an error."""
+    the verdict is ``TooFewLabels`` rather than an error. A single look: a caller that looks
+    repeatedly keeps the :func:`running_minimum` of the sequential p-value."""
     if task == "classification":
         accuracy = accuracy_from_vectors(query(accuracy_queries(namespace, model, window)["byOutcome"]))
-        return compare_accuracy(accuracy.get(a, VariantAccuracy(a, 0, 0)), accuracy.get(b, VariantAccuracy(b, 0, 0)), alpha, min_labels)
+        return compare_accuracy(accuracy.get(a, VariantAccuracy(a, 0, 0)), accuracy.get(b, VariantAccuracy(b, 0, 0)), alpha, min_labels, test, min_detectable_effect)
     queries = error_queries(namespace, model, window)
     errors = errors_from_vectors(query(queries["count"]), query(queries["sum"]), query(queries["squares"]))
-    return compare_errors(errors.get(a, VariantErrors(a, 0, 0, 0)), errors.get(b, VariantErrors(b, 0, 0, 0)), alpha, min_labels)
+    return compare_errors(errors.get(a, VariantErrors(a, 0, 0, 0)), errors.get(b, VariantErrors(b, 0, 0, 0)), alpha, min_labels, test, min_detectable_effect)

@@ -522,6 +522,13 @@ class AbVariant(ApiModel):
     header_match: HeaderMatch | None = Field(None, description="Requests with this header always reach this variant.")
 
 
+class SignificanceTest(str, Enum):
+    """How the A/B live-quality comparison turns a difference into a p-value."""
+
+    sequential = "sequential"  #: always-valid p-values (mSPRT): read at every analysis, stop any time
+    fixed_horizon = "fixedHorizon"  #: z-test / Welch's t-test: valid read once, at a sample size fixed up front
+
+
 class AbTestSpec(ApiModel):
     """Weighted variants served side by side."""
 
@@ -534,6 +541,22 @@ class AbTestSpec(ApiModel):
     min_labels: int = Field(
         100, ge=2,
         description="Labelled predictions each variant needs before its live quality is compared (with monitoring.feedback).",
+    )
+    test: SignificanceTest = Field(
+        SignificanceTest.sequential,
+        description=(
+            "sequential: always-valid p-values (mixture SPRT), the chance a no-difference test is ever called significant stays below alpha "
+            "however long it runs and however often it is read. fixedHorizon: the classic two-proportion z-test or Welch's t-test, valid only "
+            "if you read the verdict once, after a number of labels you chose up front; read at every analysis it crosses alpha far more often."
+        ),
+    )
+    min_detectable_effect: float = Field(
+        0.05, gt=0, le=1,
+        description=(
+            "sequential test only: the smallest difference worth detecting, as a share of the metric's value over both variants (0.05: "
+            "0.04 of accuracy at 0.8, or 0.5 of mean absolute error at 10). It tunes the test's power: differences near it are found soonest; "
+            "the guarantee on false verdicts holds whatever it is."
+        ),
     )
 
     model_config = {
@@ -937,10 +960,14 @@ class QualityComparison(ApiModel):
 
     baseline: str = Field(..., description="The variant compared with: the one serving the champion, else the first.")
     metric: str = Field(..., description="accuracy (classification; higher is better) or mae (regression; lower is better).")
-    test: str | None = Field(None, description="twoProportionZ (accuracy) or welchT (mean absolute error).")
+    test: str | None = Field(
+        None, description="mSPRT (abTest.test sequential: always-valid p-value), twoProportionZ (fixedHorizon, accuracy) or welchT (fixedHorizon, mean absolute error)."
+    )
     difference: float | None = Field(None, description="This variant's value minus the baseline's.")
-    statistic: float | None = Field(None, description="z or t.")
-    p_value: float | None = Field(None, description="Two-sided p-value.")
+    statistic: float | None = Field(None, description="z (accuracy) or t (mean absolute error) of the latest look.")
+    p_value: float | None = Field(
+        None, description="Two-sided p-value; for mSPRT the always-valid one, the lowest of every look so far in this A/B test (it never rises)."
+    )
     alpha: float = Field(..., description="Significance level (abTest.alpha).")
     min_labels: int = Field(..., description="Labelled predictions each variant needs (abTest.minLabels).")
     significant: bool = Field(False, description="p-value below alpha with enough labels on both sides.")

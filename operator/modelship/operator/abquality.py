@@ -9,12 +9,19 @@ comparison and Events out. Nothing here promotes: an A/B test waits for ``models
 * Window: the whole A/B test so far (``status.rollout.abStartedAt`` to now). Labels trickle in
   long after the predictions, so a sliding window would forget most of them; and a test over
   everything collected is the one whose labelled counts a person can check against what was sent.
-* The tests (:mod:`modelship.monitoring.significance`): a two-proportion z-test of accuracy for
-  classification, Welch's t-test of the mean absolute error for regression, two-sided, at
-  ``abTest.alpha``, and only once both variants have ``abTest.minLabels`` labels.
-* Reading the p-value at every analysis interval is peeking: with many looks a no-difference
-  test crosses alpha now and then. ``minLabels`` guards the early looks; the Event says when it
-  first became significant, and the status keeps saying whether it still is.
+* The test (:mod:`modelship.monitoring.significance`), two-sided, at ``abTest.alpha``, once both
+  variants have ``abTest.minLabels`` labels, on accuracy for classification and on the mean
+  absolute error for regression:
+  - ``abTest.test: sequential`` (the default): the mixture SPRT's always-valid p-value. The
+    operator reads it at every analysis interval, and may: the chance that two equally good
+    variants are EVER called significant in an A/B test, however long it runs, is at most alpha.
+    The status keeps the running minimum over the looks (``comparison.pValue``, from the
+    previous status; a new A/B test or a variant's new version starts afresh), so once
+    significant it stays significant, and the Event marks that moment.
+  - ``abTest.test: fixedHorizon``: the two-proportion z-test or Welch's t-test, for a person who
+    fixed the number of labels up front and reads the verdict once, then. Read at every
+    interval, it is peeking: a no-difference test crosses alpha far more often than alpha; the
+    status says whether it is significant at this look, and the Event when it first was.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from modelship.api.v1alpha1 import AbVariant, QualityComparison, QualityVerdict, VariantStatus
+from modelship.api.v1alpha1 import AbTestSpec, AbVariant, QualityComparison, QualityVerdict, VariantStatus
 from modelship.monitoring import significance
 from modelship.monitoring.significance import VariantAccuracy, VariantErrors
 from modelship.operator.events import Event
 
 CLASSIFICATION = "classification"
 #: ``comparison.test`` values.
+TEST_SEQUENTIAL = "mSPRT"
 TEST_ACCURACY = "twoProportionZ"
 TEST_ERROR = "welchT"
 #: Event reason when a comparison first becomes significant.
@@ -72,14 +80,45 @@ def figures(sample: QualitySample, variant: str) -> dict[str, float | int | None
     return {"labelled": int(errors.count), "mae": errors.mean, "rmse": rmse}
 
 
-def compare(sample: QualitySample, base: str, variant: str, alpha: float, min_labels: int) -> significance.Comparison:
+@dataclass(frozen=True)
+class Settings:
+    """The comparison's knobs, from ``spec.rollout.abTest``."""
+
+    alpha: float = 0.05
+    min_labels: int = 100
+    test: str = significance.SEQUENTIAL
+    min_detectable_effect: float = significance.MIN_DETECTABLE_EFFECT
+
+
+def settings_from(spec: AbTestSpec) -> Settings:
+    return Settings(spec.alpha, spec.min_labels, spec.test, spec.min_detectable_effect)
+
+
+def compare(sample: QualitySample, base: str, variant: str, settings: Settings) -> significance.Comparison:
+    """One look at the counts so far (for the sequential test, before the running minimum)."""
+    knobs = (settings.alpha, settings.min_labels, settings.test, settings.min_detectable_effect)
     if sample.task == CLASSIFICATION:
         a = sample.accuracy.get(base, VariantAccuracy(base, 0, 0))
         b = sample.accuracy.get(variant, VariantAccuracy(variant, 0, 0))
-        return significance.compare_accuracy(a, b, alpha, min_labels)
+        return significance.compare_accuracy(a, b, *knobs)
     a = sample.errors.get(base, VariantErrors(base, 0, 0, 0))
     b = sample.errors.get(variant, VariantErrors(variant, 0, 0, 0))
-    return significance.compare_errors(a, b, alpha, min_labels)
+    return significance.compare_errors(a, b, *knobs)
+
+
+def named_test(result: significance.Comparison) -> str:
+    if result.test == significance.SEQUENTIAL:
+        return TEST_SEQUENTIAL
+    return TEST_ACCURACY if result.metric == "accuracy" else TEST_ERROR
+
+
+def earlier_p_value(previous: QualityComparison | None, base: str, result: significance.Comparison) -> float | None:
+    """The lowest always-valid p-value of the earlier looks of the same comparison (same
+    baseline, metric and test: the caller passes only the same variant's same version), else
+    None: the running minimum starts afresh."""
+    if previous is None or previous.test != TEST_SEQUENTIAL or result.test != significance.SEQUENTIAL:
+        return None
+    return previous.p_value if (previous.baseline, previous.metric) == (base, result.metric) else None
 
 
 def _value(value: float | None) -> str:
@@ -88,18 +127,18 @@ def _value(value: float | None) -> str:
 
 def message(result: significance.Comparison, alpha: float, min_labels: int) -> str:
     """The verdict for people, e.g. ``b better than a: accuracy 0.9 vs 0.6, significant at 0.05
-    with 1,204 labels (p = 2.1e-05)``."""
+    with 1,204 labels (always-valid p = 2.1e-05)`` (``p =`` for a fixed-horizon test)."""
     base, variant = result.a, result.b
     labels = result.labelled_a + result.labelled_b
     values = f"{result.metric} {_value(result.value_b)} vs {_value(result.value_a)}"
     if result.verdict == significance.TOO_FEW_LABELS:
         fewest, who = min((result.labelled_a, base), (result.labelled_b, variant))
         return f"not enough labels: {fewest:,} of {min_labels:,} on {who} ({values} so far)"
-    p_value = "-" if result.p_value is None else f"{result.p_value:.2g}"
+    p_value = ("always-valid p = " if result.test == significance.SEQUENTIAL else "p = ") + ("-" if result.p_value is None else f"{result.p_value:.2g}")
     if result.verdict == significance.NO_DIFFERENCE:
-        return f"no significant difference between {variant} and {base}: {values}, p = {p_value} at alpha {alpha:g} with {labels:,} labels"
+        return f"no significant difference between {variant} and {base}: {values}, {p_value} at alpha {alpha:g} with {labels:,} labels"
     better = result.verdict == significance.B_BETTER
-    return f"{variant} {'better' if better else 'worse'} than {base}: {values}, significant at {alpha:g} with {labels:,} labels (p = {p_value})"
+    return f"{variant} {'better' if better else 'worse'} than {base}: {values}, significant at {alpha:g} with {labels:,} labels ({p_value})"
 
 
 def _finite(value: float | None) -> float | None:
@@ -111,7 +150,7 @@ def comparison_status(result: significance.Comparison, base: str, alpha: float, 
     return QualityComparison(
         baseline=base,
         metric=result.metric,
-        test=None if result.verdict == significance.TOO_FEW_LABELS else (TEST_ACCURACY if result.metric == "accuracy" else TEST_ERROR),
+        test=None if result.verdict == significance.TOO_FEW_LABELS else named_test(result),
         difference=_finite(result.difference),
         statistic=_finite(result.statistic),
         p_value=_finite(result.p_value),
@@ -136,14 +175,15 @@ def assess(
     base: str,
     sample: QualitySample | None,
     previous: list[VariantStatus],
-    alpha: float,
-    min_labels: int,
+    settings: Settings,
     now: str,
 ) -> tuple[list[VariantStatus], list[Event]]:
     """``variants`` (their traffic figures filled in) with live quality and, on every variant but
     the baseline, its comparison with the baseline. Without a new ``sample`` the previous
-    figures of the same variant and version stay. An Event when a comparison first becomes
-    significant in this A/B test."""
+    figures of the same variant and version stay. The sequential test's p-value is the running
+    minimum with the previous status's. An Event when a comparison first becomes significant in
+    this A/B test."""
+    alpha, min_labels = settings.alpha, settings.min_labels
     before = {(v.name, v.version): v for v in previous}
     events: list[Event] = []
     assessed = []
@@ -153,8 +193,9 @@ def assess(
         if sample is not None and sample.error is None:
             quality.update(figures(sample, variant.name))
             if variant.name != base:
-                result = compare(sample, base, variant.name, alpha, min_labels)
                 earlier = kept.comparison if kept else None
+                result = compare(sample, base, variant.name, settings)
+                result = significance.running_minimum(result, earlier_p_value(earlier, base, result), alpha)
                 quality["comparison"] = comparison_status(result, base, alpha, min_labels, earlier, now)
                 if result.significant and not (earlier and earlier.significant_since):
                     events.append(Event("Normal", SIGNIFICANT, f"A/B test: {quality['comparison'].message}"))

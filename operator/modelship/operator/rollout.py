@@ -597,7 +597,7 @@ def _ab_test(
         variants.append(VariantStatus(name=variant.name, version=version, weight=variant.weight, header=header, requests=_finite(measured[0]), error_rate=_finite(measured[1]), latency_p95=_finite(measured[2])))
     stamp = timestamp(now)
     assert spec.ab_test is not None
-    state.variants, significant = abquality.assess(variants, abquality.baseline(resolved), quality, state.variants or [], spec.ab_test.alpha, spec.ab_test.min_labels, stamp)
+    state.variants, significant = abquality.assess(variants, abquality.baseline(resolved), quality, state.variants or [], abquality.settings_from(spec.ab_test), stamp)
     notices += significant
     if quality is not None:
         state.quality_checked_at = stamp

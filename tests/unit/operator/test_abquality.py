@@ -1,5 +1,6 @@
 """A/B live quality in status: the comparison result → status fields → the message a person
-reads, and the Event when a difference first becomes significant. Tables of situations."""
+reads, the sequential test's running minimum kept across looks in the status, and the Event
+when a difference first becomes significant. Tables of situations."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import datetime as dt
 
 import pytest
 
-from modelship.api.v1alpha1 import AbVariant, ModelDeploymentStatus, QualityComparison, RolloutSpec, VariantStatus
+from modelship.api.v1alpha1 import AbTestSpec, AbVariant, ModelDeploymentStatus, QualityComparison, RolloutSpec, SignificanceTest, VariantStatus
+from modelship.monitoring import significance
 from modelship.monitoring.significance import VariantAccuracy, VariantErrors
-from modelship.operator.abquality import SIGNIFICANT, QualitySample, assess, baseline
+from modelship.operator.abquality import SIGNIFICANT, QualitySample, Settings, assess, baseline, settings_from
 from modelship.operator.requests import describe
 from modelship.operator.rollout import UserRequests, decide
 
 T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
 NOW = "2026-11-22T08:00:10Z"
+SEQUENTIAL = Settings(0.05, 100)
+FIXED = Settings(0.05, 100, significance.FIXED_HORIZON)
 
 
 def at(seconds: float) -> dt.datetime:
@@ -49,20 +53,26 @@ def test_the_baseline_is_the_champions_variant_else_the_first(variants, expected
 
 
 @pytest.mark.parametrize(
-    "sample, verdict, significant, test, message",
+    "sample, knobs, verdict, significant, test, message",
     [
-        (accuracy(a=(700, 1000), b=(912, 1000)), "Better", True, "twoProportionZ", "b better than a: accuracy 0.912 vs 0.7, significant at 0.05 with 2,000 labels (p = "),
-        (accuracy(a=(912, 1000), b=(700, 1000)), "Worse", True, "twoProportionZ", "b worse than a: accuracy 0.7 vs 0.912, significant at 0.05 with 2,000 labels"),
-        (accuracy(a=(450, 1000), b=(460, 1000)), "NoSignificantDifference", False, "twoProportionZ", "no significant difference between b and a: accuracy 0.46 vs 0.45, p = 0.65 at alpha 0.05 with 2,000 labels"),
-        (accuracy(a=(30, 37), b=(90, 120)), "TooFewLabels", False, None, "not enough labels: 37 of 100 on a (accuracy 0.75 vs 0.8108 so far)"),
-        (accuracy(a=(80, 150)), "TooFewLabels", False, None, "not enough labels: 0 of 100 on b (accuracy - vs 0.5333 so far)"),
-        (accuracy(), "TooFewLabels", False, None, "not enough labels: 0 of 100 on a"),
-        (errors(a=(200, 2000.0, 30000.0), b=(200, 1000.0, 8000.0)), "Better", True, "welchT", "b better than a: mae 5 vs 10, significant at 0.05 with 400 labels"),
-        (errors(a=(200, 2000.0, 30000.0), b=(200, 2020.0, 30500.0)), "NoSignificantDifference", False, "welchT", "no significant difference between b and a: mae 10.1 vs 10"),
+        (accuracy(a=(700, 1000), b=(912, 1000)), SEQUENTIAL, "Better", True, "mSPRT", "b better than a: accuracy 0.912 vs 0.7, significant at 0.05 with 2,000 labels (always-valid p = "),
+        (accuracy(a=(912, 1000), b=(700, 1000)), SEQUENTIAL, "Worse", True, "mSPRT", "b worse than a: accuracy 0.7 vs 0.912, significant at 0.05 with 2,000 labels"),
+        (accuracy(a=(450, 1000), b=(460, 1000)), SEQUENTIAL, "NoSignificantDifference", False, "mSPRT", "no significant difference between b and a: accuracy 0.46 vs 0.45, always-valid p = 1 at alpha 0.05 with 2,000 labels"),
+        # 100 labels each, 0.6 against 0.9: z = 4.9, significant even sequentially (p = 0.044).
+        (accuracy(a=(60, 100), b=(90, 100)), SEQUENTIAL, "Better", True, "mSPRT", "b better than a: accuracy 0.9 vs 0.6, significant at 0.05 with 200 labels (always-valid p = 0.044)"),
+        (accuracy(a=(30, 37), b=(90, 120)), SEQUENTIAL, "TooFewLabels", False, None, "not enough labels: 37 of 100 on a (accuracy 0.75 vs 0.8108 so far)"),
+        (accuracy(a=(80, 150)), SEQUENTIAL, "TooFewLabels", False, None, "not enough labels: 0 of 100 on b (accuracy - vs 0.5333 so far)"),
+        (accuracy(), SEQUENTIAL, "TooFewLabels", False, None, "not enough labels: 0 of 100 on a"),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 1000.0, 8000.0)), SEQUENTIAL, "Better", True, "mSPRT", "b better than a: mae 5 vs 10, significant at 0.05 with 400 labels (always-valid p = 1.2e-05)"),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 2020.0, 30500.0)), SEQUENTIAL, "NoSignificantDifference", False, "mSPRT", "no significant difference between b and a: mae 10.1 vs 10"),
+        (accuracy(a=(700, 1000), b=(912, 1000)), FIXED, "Better", True, "twoProportionZ", "b better than a: accuracy 0.912 vs 0.7, significant at 0.05 with 2,000 labels (p = "),
+        (accuracy(a=(450, 1000), b=(460, 1000)), FIXED, "NoSignificantDifference", False, "twoProportionZ", "no significant difference between b and a: accuracy 0.46 vs 0.45, p = 0.65 at alpha 0.05 with 2,000 labels"),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 1000.0, 8000.0)), FIXED, "Better", True, "welchT", "b better than a: mae 5 vs 10, significant at 0.05 with 400 labels (p = "),
+        (errors(a=(200, 2000.0, 30000.0), b=(200, 2020.0, 30500.0)), FIXED, "NoSignificantDifference", False, "welchT", "no significant difference between b and a: mae 10.1 vs 10, p = 0.89"),
     ],
 )
-def test_comparison_to_status_and_message(sample, verdict, significant, test, message):
-    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", sample, [], 0.05, 100, NOW)
+def test_comparison_to_status_and_message(sample, knobs, verdict, significant, test, message):
+    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", sample, [], knobs, NOW)
     base, other = variants
     assert base.comparison is None, "the baseline is not compared with itself"
     comparison = other.comparison
@@ -79,50 +89,106 @@ def test_comparison_to_status_and_message(sample, verdict, significant, test, me
 
 
 def test_per_variant_figures_classification_and_regression():
-    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(91, 130)), [], 0.05, 100, NOW)
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(91, 130)), [], SEQUENTIAL, NOW)
     assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(100, 0.7, None, None), (130, 0.7, None, None)]
     assert variants[1].comparison.difference == pytest.approx(0.0)
-    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", errors(a=(4, 8.0, 20.0)), [], 0.05, 2, NOW)
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", errors(a=(4, 8.0, 20.0)), [], Settings(0.05, 2), NOW)
     assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(4, None, 2.0, pytest.approx(5**0.5)), (0, None, None, None)]
 
 
 def test_each_challenger_is_compared_with_the_baseline():
-    variants, events = assess(arms(("a", "1"), ("b", "2"), ("c", "3")), "a", accuracy(a=(500, 1000), b=(700, 1000), c=(510, 1000)), [], 0.05, 100, NOW)
+    variants, events = assess(arms(("a", "1"), ("b", "2"), ("c", "3")), "a", accuracy(a=(500, 1000), b=(700, 1000), c=(510, 1000)), [], SEQUENTIAL, NOW)
     assert [(v.name, v.comparison and v.comparison.verdict) for v in variants] == [("a", None), ("b", "Better"), ("c", "NoSignificantDifference")]
     assert len(events) == 1 and events[0].message.startswith("A/B test: b better than a")
 
 
 def test_the_event_comes_once_and_the_first_moment_stays():
-    first, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], 0.05, 100, NOW)
+    first, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], FIXED, NOW)
     assert len(events) == 1
     later = "2026-11-22T08:05:00Z"
-    again, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1400, 2000), b=(1800, 2000)), first, 0.05, 100, later)
+    again, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1400, 2000), b=(1800, 2000)), first, FIXED, later)
     assert events == [] and again[1].comparison.significant_since == NOW and again[1].labelled == 2000
-    # It may drift back under significance (more labels, peeking): the status says so, no Event.
-    faded, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1500, 2100), b=(1520, 2100)), again, 0.05, 100, later)
+    # A fixed-horizon test read at every look may drift back under significance (peeking): the
+    # status says so, no Event.
+    faded, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(1500, 2100), b=(1520, 2100)), again, FIXED, later)
     assert events == [] and faded[1].comparison.verdict == "NoSignificantDifference" and not faded[1].comparison.significant
     assert faded[1].comparison.significant_since == NOW
 
 
+#: Looks at one A/B test, as (a, b) = (correct, labelled): b well ahead at 100 labels each, then
+#: the gap closes so that the last look alone is not significant (always-valid p = 1).
+GAP_CLOSES = [accuracy(a=(60, 100), b=(90, 100)), accuracy(a=(120, 200), b=(170, 200)), accuracy(a=(700, 1000), b=(740, 1000)), accuracy(a=(1500, 2100), b=(1520, 2100))]
+
+
+def test_the_sequential_p_value_is_the_running_minimum_in_status():
+    status, p_values, all_events = [], [], []
+    for look, sample in enumerate(GAP_CLOSES):
+        status, events = assess(arms(("a", "1"), ("b", "2")), "a", sample, status, SEQUENTIAL, f"2026-11-22T08:0{look}:00Z")
+        comparison = status[1].comparison
+        p_values.append(comparison.p_value)
+        all_events += events
+        assert (comparison.test, comparison.verdict, comparison.significant) == ("mSPRT", "Better", True), comparison
+        assert comparison.significant_since == "2026-11-22T08:00:00Z"
+    single = [significance.compare_accuracy(s.accuracy["a"], s.accuracy["b"]).p_value for s in GAP_CLOSES]
+    assert p_values == [min(single[: i + 1]) for i in range(len(single))] and p_values[-1] < single[-1] == 1.0
+    assert [e.reason for e in all_events] == [SIGNIFICANT]
+    assert status[1].comparison.message.startswith(f"b better than a: accuracy 0.7238 vs 0.7143, significant at 0.05 with 4,200 labels (always-valid p = {p_values[-1]:.2g})")
+
+
+@pytest.mark.parametrize(
+    "earlier, knobs, version, carried",
+    [
+        (dict(test="mSPRT", baseline="a", metric="accuracy"), SEQUENTIAL, "2", True),
+        (dict(test="mSPRT", baseline="a", metric="accuracy", verdict="Error"), SEQUENTIAL, "2", True),  # Prometheus failed once: the minimum stays
+        (dict(test="mSPRT", baseline="a", metric="accuracy"), SEQUENTIAL, "3", False),  # b serves a new version: a new test
+        (dict(test="mSPRT", baseline="c", metric="accuracy"), SEQUENTIAL, "2", False),  # another baseline
+        (dict(test="twoProportionZ", baseline="a", metric="accuracy"), SEQUENTIAL, "2", False),  # switched from fixedHorizon
+        (dict(test="mSPRT", baseline="a", metric="accuracy"), FIXED, "2", False),  # switched to fixedHorizon
+    ],
+)
+def test_what_carries_the_running_minimum_over(earlier, knobs, version, carried):
+    low = 1e-4
+    previous = [VariantStatus(name="a", version="1", weight=50), VariantStatus(
+        name="b", version="2", weight=50, comparison=QualityComparison(**{"alpha": 0.05, "min_labels": 100, "verdict": "Better", "significant": True, "p_value": low, **earlier}),
+    )]
+    sample = accuracy(a=(1500, 2100), b=(1520, 2100))  # alone: no difference
+    variants, _ = assess(arms(("a", "1"), ("b", version)), "a", sample, previous, knobs, NOW)
+    comparison = variants[1].comparison
+    assert (comparison.p_value == low) is carried and comparison.significant is carried
+
+
+def test_the_spec_sets_the_test():
+    default = AbTestSpec.model_validate({"variants": [{"name": "a", "modelVersion": "champion", "weight": 50}, {"name": "b", "modelVersion": "challenger", "weight": 50}]})
+    assert settings_from(default) == Settings(0.05, 100, significance.SEQUENTIAL, significance.MIN_DETECTABLE_EFFECT) == SEQUENTIAL
+    chosen = default.model_copy(update={"test": "fixedHorizon", "min_detectable_effect": 0.1, "alpha": 0.01})
+    assert settings_from(chosen) == Settings(0.01, 100, significance.FIXED_HORIZON, 0.1)
+    # The spec's enum and the pure module's names are one set of values.
+    assert {t.value for t in SignificanceTest} == {significance.SEQUENTIAL, significance.FIXED_HORIZON}
+    with pytest.raises(ValueError, match="test"):
+        AbTestSpec.model_validate({**default.to_wire(), "test": "bayesian"})
+    with pytest.raises(ValueError, match="minDetectableEffect|min_detectable_effect"):
+        AbTestSpec.model_validate({**default.to_wire(), "minDetectableEffect": 0})
+
+
 def test_without_a_sample_the_figures_of_the_same_variant_and_version_stay():
-    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(90, 100)), [], 0.05, 100, NOW)
-    kept, events = assess(arms(("a", "1"), ("b", "2")), "a", None, measured, 0.05, 100, NOW)
+    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(90, 100)), [], SEQUENTIAL, NOW)
+    kept, events = assess(arms(("a", "1"), ("b", "2")), "a", None, measured, SEQUENTIAL, NOW)
     assert kept == measured and events == []
     # b now serves another version: its old figures are not its own.
-    moved, _ = assess(arms(("a", "1"), ("b", "3")), "a", None, measured, 0.05, 100, NOW)
+    moved, _ = assess(arms(("a", "1"), ("b", "3")), "a", None, measured, SEQUENTIAL, NOW)
     assert moved[0] == measured[0] and (moved[1].labelled, moved[1].comparison) == (None, None)
 
 
 def test_prometheus_failing_keeps_the_last_figures_and_says_so():
-    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], 0.05, 100, NOW)
+    measured, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(900, 1000)), [], SEQUENTIAL, NOW)
     failed = QualitySample(T0, "classification", error="Prometheus unreachable: ConnectError")
-    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", failed, measured, 0.05, 100, "2026-11-22T08:01:00Z")
+    variants, events = assess(arms(("a", "1"), ("b", "2")), "a", failed, measured, SEQUENTIAL, "2026-11-22T08:01:00Z")
     comparison = variants[1].comparison
     assert events == [] and variants[1].labelled == 1000 and variants[1].accuracy == 0.9
     assert (comparison.verdict, comparison.significant, comparison.significant_since) == ("Error", False, NOW)
     assert comparison.message == "live quality not read: Prometheus unreachable: ConnectError"
     # Failing before any figures: an Error verdict, nothing made up.
-    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", failed, [], 0.05, 100, NOW)
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", failed, [], SEQUENTIAL, NOW)
     assert variants[1].labelled is None and variants[1].comparison == QualityComparison(
         baseline="a", metric="accuracy", alpha=0.05, min_labels=100, verdict="Error", message="live quality not read: Prometheus unreachable: ConnectError"
     )
