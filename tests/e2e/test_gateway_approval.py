@@ -16,18 +16,19 @@ without moving a request or restarting the candidate's pod.
 Figures of the last runs (printed with ``-s``), n = requests counted under that weight:
 
 =================================  =================================================
-step 50 %                          49.8 / 48.7 / 49.6 / 52.4 / 51.0 % to version 2
-                                   (n 900–933)
+step 50 %                          49.8 / 48.7 / 49.6 / 52.4 / 51.0 / 50.4 % to
+                                   version 2 (n 900–933)
 awaiting approval, 100 %           100 % of 904–938 requests to version 2 over 12 s,
                                    analyses passing, champion and alias on version 1
 ``modelship approve``              the command 1.3–6.7 s (a Python process starting, on
                                    a loaded machine); its return → champion 0.1–0.2 s;
                                    then 320–332 requests, all to version 2;
-                                   0 of 3566–4116 requests failed in all
-this test                          86–130 s (version 1's training and serving 22–48 s
+                                   0 of 3539–4116 requests failed in all
+this test                          67–130 s (version 1's training and serving 22–48 s
                                    of it), file 2–3.3 min with the platform's start
                                    (load 5–14); with test_gateway_rollout.py in the
-                                   session the two files took 6 min 47 s (load ~14)
+                                   session the two files took 6 min 47 s (load ~14);
+                                   the whole e2e tier (11 tests) 6 min 31 s (load ~8)
 =================================  =================================================
 """
 
