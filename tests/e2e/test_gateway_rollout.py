@@ -47,6 +47,7 @@ whole file                         4 min 36 s (platform start 45 s) at load ~14;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import faultymodels
@@ -276,11 +278,11 @@ def modelship(platform, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "KUBECONFIG": str(platform.kubeconfig)}, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def served(platform):
-    """Version 1 of the resource serving through the gateway; the kubelet hook lets its pods
-    import the fault-injecting estimator and makes serving pods of versions in ``faulty`` fail."""
-    namespace = "e2e-gwrollout"
+@contextlib.contextmanager
+def version_1_served(platform, namespace: str) -> Iterator[dict]:
+    """Version 1 of the resource serving through the gateway in ``namespace`` (made here, deleted
+    after); the kubelet hook lets its pods import the fault-injecting estimator and makes serving
+    pods of versions in ``faulty`` fail."""
     faulty: set[str] = set()
 
     def pod_env(pod: dict, env: dict[str, str]) -> dict[str, str]:
@@ -294,19 +296,25 @@ def served(platform):
         return extra
 
     platform.kubelet.pod_env_hooks.append(pod_env)
-    platform.cluster.create_namespace(namespace)
-    begin = time.monotonic()
-    platform.cluster.apply(yaml.safe_dump(resource(namespace, alpha=1.0)))
-    status = wait_status(platform, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("endpoint"))
-    assert status["endpoint"] == f"{platform.gateway_url}/{namespace}/{NAME}"
-    platform.cluster.wait_until("version 1 through the gateway", lambda: httpx.post(f"{status['endpoint']}/predict", json=RECORD, timeout=10).status_code == 200,
-                                timeout=120, interval=0.5)
-    print(f"\nversion 1 answering through Envoy {time.monotonic() - begin:.1f}s after apply")
-    try:
+    try:  # a setup that fails leaves neither the hook nor the namespace behind
+        platform.cluster.create_namespace(namespace)
+        begin = time.monotonic()
+        platform.cluster.apply(yaml.safe_dump(resource(namespace, alpha=1.0)))
+        status = wait_status(platform, namespace, "version 1 to be champion", lambda s: s.get("championVersion") == "1" and s.get("endpoint"))
+        assert status["endpoint"] == f"{platform.gateway_url}/{namespace}/{NAME}"
+        platform.cluster.wait_until("version 1 through the gateway", lambda: httpx.post(f"{status['endpoint']}/predict", json=RECORD, timeout=10).status_code == 200,
+                                    timeout=120, interval=0.5)
+        print(f"\nversion 1 answering through Envoy {time.monotonic() - begin:.1f}s after apply")
         yield {"namespace": namespace, "url": status["endpoint"], "faulty": faulty}
     finally:
         platform.kubelet.pod_env_hooks.remove(pod_env)
         platform.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def served(platform):
+    with version_1_served(platform, "e2e-gwrollout") as found:
+        yield found
 
 
 def test_a_canary_through_envoy_matches_each_step_is_promoted_and_rolled_back_at_once(platform, served) -> None:
