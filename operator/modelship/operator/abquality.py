@@ -82,12 +82,13 @@ def figures(sample: QualitySample, variant: str) -> dict[str, float | int | None
 
 @dataclass(frozen=True)
 class Settings:
-    """The comparison's knobs, from ``spec.rollout.abTest``."""
+    """The comparison's knobs, from ``spec.rollout.abTest`` (:func:`settings_from`; the spec
+    is the one home of their defaults)."""
 
-    alpha: float = 0.05
-    min_labels: int = 100
-    test: str = significance.SEQUENTIAL
-    min_detectable_effect: float = significance.MIN_DETECTABLE_EFFECT
+    alpha: float
+    min_labels: int
+    test: str
+    min_detectable_effect: float
 
 
 def settings_from(spec: AbTestSpec) -> Settings:

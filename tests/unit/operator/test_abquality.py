@@ -4,6 +4,7 @@ when a difference first becomes significant. Tables of situations."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -17,8 +18,8 @@ from modelship.operator.rollout import UserRequests, decide
 
 T0 = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
 NOW = "2026-11-22T08:00:10Z"
-SEQUENTIAL = Settings(0.05, 100)
-FIXED = Settings(0.05, 100, significance.FIXED_HORIZON)
+SEQUENTIAL = Settings(0.05, 100, significance.SEQUENTIAL, significance.MIN_DETECTABLE_EFFECT)
+FIXED = Settings(0.05, 100, significance.FIXED_HORIZON, significance.MIN_DETECTABLE_EFFECT)
 
 
 def at(seconds: float) -> dt.datetime:
@@ -92,7 +93,7 @@ def test_per_variant_figures_classification_and_regression():
     variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(70, 100), b=(91, 130)), [], SEQUENTIAL, NOW)
     assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(100, 0.7, None, None), (130, 0.7, None, None)]
     assert variants[1].comparison.difference == pytest.approx(0.0)
-    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", errors(a=(4, 8.0, 20.0)), [], Settings(0.05, 2), NOW)
+    variants, _ = assess(arms(("a", "1"), ("b", "2")), "a", errors(a=(4, 8.0, 20.0)), [], dataclasses.replace(SEQUENTIAL, min_labels=2), NOW)
     assert [(v.labelled, v.accuracy, v.mae, v.rmse) for v in variants] == [(4, None, 2.0, pytest.approx(5**0.5)), (0, None, None, None)]
 
 
