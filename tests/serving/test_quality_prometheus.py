@@ -25,7 +25,8 @@ from servingkit import HOUSING_RECORD
 from modelship.api.names import ENV_PREDICTION_STORE_DSN
 from modelship.monitoring import dashboards, rules
 from modelship.monitoring import metrics as names
-from modelship.monitoring.significance import accuracy_from_vectors, accuracy_queries, error_queries, errors_from_vectors
+from modelship.monitoring.analysis import accuracy_queries, error_queries
+from modelship.monitoring.significance import accuracy_from_vectors, errors_from_vectors
 
 pytestmark = pytest.mark.slow
 

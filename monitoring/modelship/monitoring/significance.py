@@ -30,23 +30,21 @@ Two ways to turn them into a p-value (``test``):
 ``abTest.minDetectableEffect``) times the overall value of the metric, so one default fits an
 accuracy and an error of any unit; the mixture is most powerful for differences around τ.
 
-For the rollout's A/B status: :func:`compare_variants` with a function that runs an instant
-PromQL query (or the steps it takes: :func:`accuracy_queries` / :func:`error_queries`, then
-:func:`accuracy_from_vectors` / :func:`errors_from_vectors`, then :func:`compare_accuracy` /
-:func:`compare_errors`). The :class:`Comparison` says which variant is better, by how much, on
-how many labels, and whether that is significant at ``alpha`` (``to_wire()`` for a status).
+For the rollout's A/B status the operator's Prometheus client runs the PromQL of
+:mod:`modelship.monitoring.analysis` (``accuracy_queries`` / ``error_queries``), turns the
+answers into counts with :func:`accuracy_from_vectors` / :func:`errors_from_vectors`, and
+``modelship.operator.abquality`` compares them with :func:`compare_accuracy` /
+:func:`compare_errors`. The :class:`Comparison` says which variant is better, by how much, on
+how many labels, and whether that is significant at ``alpha``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from collections.abc import Callable
 from typing import Any
 
 from modelship.monitoring import metrics as m
-# The PromQL lives beside the canary analysis's; imported here for compare_variants and callers.
-from modelship.monitoring.analysis import accuracy_queries, error_queries  # noqa: F401
 
 #: Verdicts of a :class:`Comparison`.
 B_BETTER = "BBetter"
@@ -114,13 +112,6 @@ class Comparison:
     def b_better(self) -> bool:
         """The estimate favours b: higher accuracy, or lower error."""
         return self.difference is not None and (self.difference > 0 if self.metric == "accuracy" else self.difference < 0)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric, "test": self.test, "a": self.a, "b": self.b, "valueA": self.value_a, "valueB": self.value_b,
-            "labelledA": self.labelled_a, "labelledB": self.labelled_b, "difference": self.difference,
-            "statistic": self.statistic, "pValue": self.p_value, "significant": self.significant, "verdict": self.verdict,
-        }
 
 
 def _verdict(p_value: float | None, alpha: float, b_better: bool) -> tuple[bool, str]:
@@ -284,30 +275,3 @@ def accuracy_from_vectors(by_outcome: list[dict[str, Any]]) -> dict[str, Variant
 def errors_from_vectors(count: list[dict[str, Any]], total: list[dict[str, Any]], squares: list[dict[str, Any]]) -> dict[str, VariantErrors]:
     counts, sums, sq = (_values(vector, m.LABEL_VARIANT) for vector in (count, total, squares))
     return {v: VariantErrors(v, counts[(v,)], sums.get((v,), 0.0), sq.get((v,), 0.0)) for (v,) in sorted(counts)}
-
-
-def compare_variants(
-    query: Callable[[str], list[dict[str, Any]]],
-    namespace: str,
-    model: str,
-    task: str,
-    a: str,
-    b: str,
-    alpha: float = 0.05,
-    min_labels: int = 30,
-    window: str = m.QUALITY_WINDOW,
-    test: str = SEQUENTIAL,
-    min_detectable_effect: float = MIN_DETECTABLE_EFFECT,
-) -> Comparison:
-    """Variant ``b`` against ``a`` of one model on live quality, for the A/B status.
-
-    ``query`` runs an instant PromQL query and returns Prometheus's result vector (the
-    operator's Prometheus client); a variant without labelled predictions counts as zero, so
-    the verdict is ``TooFewLabels`` rather than an error. A single look: a caller that looks
-    repeatedly keeps the :func:`running_minimum` of the sequential p-value."""
-    if task == "classification":
-        accuracy = accuracy_from_vectors(query(accuracy_queries(namespace, model, window)["byOutcome"]))
-        return compare_accuracy(accuracy.get(a, VariantAccuracy(a, 0, 0)), accuracy.get(b, VariantAccuracy(b, 0, 0)), alpha, min_labels, test, min_detectable_effect)
-    queries = error_queries(namespace, model, window)
-    errors = errors_from_vectors(query(queries["count"]), query(queries["sum"]), query(queries["squares"]))
-    return compare_errors(errors.get(a, VariantErrors(a, 0, 0, 0)), errors.get(b, VariantErrors(b, 0, 0, 0)), alpha, min_labels, test, min_detectable_effect)

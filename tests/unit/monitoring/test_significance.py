@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from modelship.monitoring import metrics as m
+from modelship.monitoring.analysis import accuracy_queries, error_queries
 from modelship.monitoring.significance import (
     A_BETTER,
     B_BETTER,
@@ -23,12 +24,9 @@ from modelship.monitoring.significance import (
     VariantAccuracy,
     VariantErrors,
     accuracy_from_vectors,
-    accuracy_queries,
     always_valid_p_value,
     compare_accuracy,
     compare_errors,
-    compare_variants,
-    error_queries,
     errors_from_vectors,
     mixture_scale,
     running_minimum,
@@ -125,32 +123,29 @@ def test_queries_read_the_recorded_and_exported_series() -> None:
     assert all('namespace="team-a", model="housing"' in q and "by (variant)" in q for q in queries.values())
 
 
-def test_compare_variants_runs_the_queries_for_the_task() -> None:
-    asked: list[str] = []
-    answers = {
-        "byOutcome": _vector(champion__correct=400, champion__incorrect=100, challenger__correct=450, challenger__incorrect=50),
-        "count": _vector(champion=100, challenger=100),
-        "sum": _vector(champion=1000, challenger=900),
-        "squares": _vector(champion=10900, challenger=8200),
-    }
+def test_the_operators_comparison_reads_the_counts_prometheus_gave() -> None:
+    """Prometheus's answers → counts → the operator's comparison (abquality.compare), per task;
+    a variant without labelled predictions counts as zero."""
+    import datetime as dt
 
-    def query(expr: str) -> list[dict]:
-        asked.append(expr)
-        key = "byOutcome" if m.LABELLED_PREDICTIONS_TOTAL in expr else "squares" if m.PREDICTION_SQUARED_ERROR_TOTAL in expr else "count" if "_count" in expr else "sum"
-        return answers[key]
+    from modelship.operator.abquality import QualitySample, Settings, compare
 
-    accuracy = compare_variants(query, "team-a", "iris", "classification", "champion", "challenger")
+    at = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    by_outcome = _vector(champion__correct=400, champion__incorrect=100, challenger__correct=450, challenger__incorrect=50)
+    labelled = QualitySample(at, "classification", accuracy=accuracy_from_vectors(by_outcome))
+    errors = QualitySample(at, "regression", errors=errors_from_vectors(_vector(champion=100, challenger=100), _vector(champion=1000, challenger=900), _vector(champion=10900, challenger=8200)))
+    sequential = Settings(0.05, 30, SEQUENTIAL, 0.05)
+
+    accuracy = compare(labelled, "champion", "challenger", sequential)
     assert accuracy.metric == "accuracy" and accuracy.test == SEQUENTIAL and accuracy.verdict == B_BETTER and accuracy.labelled_b == 500
-    assert len(asked) == 1
-    errors = compare_variants(query, "team-a", "housing", "regression", "champion", "challenger")
-    assert errors.metric == "mae" and errors.value_a == 10.0 and errors.value_b == 9.0 and len(asked) == 4
-    missing = compare_variants(query, "team-a", "iris", "classification", "champion", "nobody")
+    mae = compare(errors, "champion", "challenger", sequential)
+    assert mae.metric == "mae" and mae.value_a == 10.0 and mae.value_b == 9.0
+    missing = compare(labelled, "champion", "nobody", sequential)
     assert missing.verdict == TOO_FEW_LABELS and missing.labelled_b == 0
-    assert missing.to_wire()["verdict"] == TOO_FEW_LABELS
-    fixed = compare_variants(query, "team-a", "iris", "classification", "champion", "challenger", test=FIXED_HORIZON, min_detectable_effect=0.2)
-    assert fixed.to_wire()["test"] == FIXED_HORIZON and fixed.p_value < accuracy.p_value
+    fixed = compare(labelled, "champion", "challenger", Settings(0.05, 30, FIXED_HORIZON, 0.2))
+    assert fixed.test == FIXED_HORIZON and fixed.p_value < accuracy.p_value
     with pytest.raises(ValueError, match="test must be sequential or fixedHorizon, not 'bayes'"):
-        compare_variants(query, "team-a", "iris", "classification", "champion", "challenger", test="bayes")
+        compare(labelled, "champion", "challenger", Settings(0.05, 30, "bayes", 0.05))
 
 
 # --- the always-valid p-value (mSPRT) ---------------------------------------------------------
