@@ -57,7 +57,7 @@ def test_writes_expire_and_duplicates(postgres: PostgresServer) -> None:
 
     deleted, new = asyncio.run(run())
     assert new == {"new-1", "old-1"}
-    assert deleted >= 1  # the old feedback at least (the writer's own first pass may have taken the old predictions)
+    assert deleted >= 1  # the old feedback at least (the store's own first expiry pass may have taken the old predictions)
     assert postgres.query(f"SELECT count(*) FROM {FEEDBACK_TABLE} WHERE model = 'store-test' AND record_id = 'old-1'")[0][0] == 0
     rows = dict(postgres.query(f"SELECT record_id, prediction FROM {PREDICTIONS_TABLE} WHERE model = 'store-test'"))
     assert rows == {"new-1": 1.5, "nan": None}  # a repeated record id is kept once; NaN is stored as null
@@ -97,18 +97,23 @@ def _signal_all(postmaster: int, sig: int) -> None:
 
 def test_a_hung_database_times_out_and_writing_resumes(postgres: PostgresServer) -> None:
     """PostgreSQL frozen (SIGSTOP: connections open, nothing answers) is the slow case: records
-    keep being accepted without waiting, the overflow is dropped and counted, and once it thaws
-    the writer reconnects and writes what the buffer kept."""
+    keep being accepted without waiting, the overflow is dropped and counted, the writer and a
+    feedback call give up on their open connections while the database is still frozen (psycopg
+    alone would wait for the thaw), and once it thaws the writer reconnects and writes what the
+    buffer kept."""
+    from modelship.serving.errors import StoreUnavailable
+
     settings = StoreSettings(dsn=postgres.dsn, model="hung", buffer_rows=200, batch_rows=50, flush_seconds=0.02, write_timeout_seconds=1.0, connect_timeout_seconds=1, retry_max_seconds=1.0)
     dropped: list[int] = []
     connected: list[bool] = []
     assert postgres.process is not None
 
-    async def run() -> tuple[float, int]:
+    async def run() -> tuple[float, int, list[bool], BaseException | None]:
         store = PredictionStore(settings, on_dropped=dropped.append, on_connected=connected.append)
         store.start()
         store.record([_row("before")])
         await store.flush()
+        await store.add_feedback([("before", None, 1.0)])  # the feedback connection is open too
         _signal_all(postgres.process.pid, signal.SIGSTOP)
         try:
             slowest = 0.0
@@ -117,16 +122,28 @@ def test_a_hung_database_times_out_and_writing_resumes(postgres: PostgresServer)
                 store.record([_row(f"frozen-{i}-{j}") for j in range(4)])
                 slowest = max(slowest, time.perf_counter() - started)
                 await asyncio.sleep(0.03)
+            # Still frozen: the writer must notice by itself (a hang here was the bug).
+            deadline = time.monotonic() + 20
+            while False not in connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            seen_while_frozen = list(connected)
+            feedback_error: BaseException | None = None
+            try:
+                await asyncio.wait_for(store.add_feedback([("frozen-0-0", None, 1.0)]), 30)
+            except StoreUnavailable as error:
+                feedback_error = error
         finally:
             _signal_all(postgres.process.pid, signal.SIGCONT)
         await store.flush(timeout=30)
         written = store.written
         await store.close()
-        return slowest, written
+        return slowest, written, seen_while_frozen, feedback_error
 
-    slowest, written = asyncio.run(run())
-    assert sum(dropped) > 0 and False in connected and connected[-1] is True
+    slowest, written, seen_while_frozen, feedback_error = asyncio.run(run())
+    assert seen_while_frozen == [True, False]  # connected, then unavailable, before the thaw
+    assert feedback_error is not None  # a clear failure, not a wait for the thaw
+    assert sum(dropped) > 0 and connected[-1] is True
     assert written + sum(dropped) == 401  # every record is either written or counted as dropped
     stored = postgres.query("SELECT count(*) FROM modelship_predictions WHERE model = 'hung'")[0][0]
     assert stored == written
-    print(f"\nslowest record() while the database was frozen: {slowest * 1e6:.0f} us; {sum(dropped)} dropped, {written} written")
+    print(f"\nslowest record() while the database was frozen: {slowest * 1e6:.0f} us; {sum(dropped)} dropped, {written} written; feedback: {feedback_error}")
