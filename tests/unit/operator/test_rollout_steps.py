@@ -200,6 +200,17 @@ def test_manual_approval_waits_then_promotes_on_approve():
     assert approved.promote == "2" and approved.rollout.phase == "Promoted"
 
 
+def test_an_approval_set_early_skips_no_step_and_counts_once_the_last_step_passes():
+    # `kubectl annotate` can set it during any step (the CLI refuses before AwaitingApproval):
+    # it is a pre-approval, read when the gate is reached, like Flagger's confirm-promotion hook.
+    early = run(MANUAL, in_step(0), 10, measured=sample(10), requests=UserRequests(approve="2"))
+    assert early.promote is None and early.rollout.phase == "Progressing" and early.rollout.step_index == 0
+    failing = run(MANUAL, in_step(2), 20, measured=sample(20, errors=0.5), requests=UserRequests(approve="2"))
+    assert failing.promote is None  # an approval never overrides a failed check
+    last = run(MANUAL, in_step(2), 20, measured=sample(20), requests=UserRequests(approve="2"))
+    assert last.promote == "2" and last.rollout.phase == "Promoted"
+
+
 def test_abort_rolls_back_the_candidate():
     d = run(MANUAL, in_step(1), 5, requests=UserRequests(abort="2"))
     assert d.weights == {"1": 100} and d.failure == "Aborted" and d.rollout.phase == "RolledBack"
