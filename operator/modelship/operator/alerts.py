@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelship.monitoring import metrics as metric_names
 from modelship.monitoring.rules import DRIFT_ALERT, DRIFTED_FEATURES_ANNOTATION, QUALITY_DROP_ALERT
 from modelship.operator import metrics, retrain
-from modelship.operator.kube import Kube, run
+from modelship.operator.kube import Kube, in_thread, run
 
 log = logging.getLogger("modelship.operator.alerts")
 
@@ -136,7 +136,7 @@ class AlertReceiver:
                 if update is None:
                     return DUPLICATE
                 try:
-                    await asyncio.to_thread(self.kube.patch_status, namespace, name, update, body["metadata"]["resourceVersion"])
+                    await in_thread(self.kube.patch_status, namespace, name, update, body["metadata"]["resourceVersion"])
                 except ApiException as error:
                     if error.status == 409:
                         continue

@@ -26,7 +26,7 @@ from modelship.operator import failpoints, metrics, registry, retrain, rollout
 from modelship.operator.abquality import QualitySample
 from modelship.operator.conditions import PROGRESSING, READY, set_condition
 from modelship.operator.config import OperatorConfig
-from modelship.operator.kube import AFTERWARDS, Kube, run
+from modelship.operator.kube import AFTERWARDS, Kube, in_thread, run
 from modelship.operator.observe import OwnedObjects
 from modelship.operator.prometheus import PrometheusClient
 from modelship.operator.reconcile import candidate_version, plan, rollout_state
@@ -393,7 +393,7 @@ class Controller:
 
     async def _registry(self, func, *args):
         try:
-            return await asyncio.to_thread(func, *args)
+            return await in_thread(func, *args)
         except registry.RegistryUnavailable as error:
             raise kopf.TemporaryError(str(error), delay=10) from error
 
@@ -412,6 +412,6 @@ class Controller:
     async def forget(self, model_name: str) -> None:
         metrics.forget_rollout(model_name)
         try:
-            await asyncio.to_thread(registry.forget, self.config.mlflow_tracking_uri, model_name)
+            await in_thread(registry.forget, self.config.mlflow_tracking_uri, model_name, priority=AFTERWARDS)
         except Exception as error:  # deletion never waits on MLflow
             log.info("could not drop aliases of %s: %s", model_name, error)

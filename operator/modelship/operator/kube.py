@@ -1,6 +1,6 @@
 """Kubernetes I/O of the operator: observe owned objects, apply a plan, patch status, post events.
 
-Blocking client calls run in threads (``asyncio.to_thread``) so the kopf event loop stays free.
+Blocking client calls run in threads (:func:`in_thread`) so the kopf event loop stays free.
 Objects are written with server-side apply, so a repeated reconcile is a no-op for the API server.
 """
 
@@ -212,17 +212,27 @@ class CallGate:
 GATE = CallGate(min(32, (os.cpu_count() or 1) + 4))  # asyncio's default thread pool size
 
 
-async def run(func, *args, priority: int = URGENT, **kwargs):
-    """A blocking client call off the event loop; transient API errors become TemporaryError."""
+async def in_thread(func, *args, priority: int = URGENT, **kwargs):
+    """A blocking call (Kubernetes or MLflow client) off the event loop, through :data:`GATE`.
+
+    Every thread of the operator's runs here: a call that went to the pool around the gate would
+    take a thread the gate counts as free, and the calls it let through would queue in the pool
+    again, where priority does not count."""
     await GATE.acquire(priority)
     try:
         return await asyncio.to_thread(func, *args, **kwargs)
+    finally:
+        GATE.release()
+
+
+async def run(func, *args, priority: int = URGENT, **kwargs):
+    """A blocking Kubernetes client call off the event loop; transient API errors become TemporaryError."""
+    try:
+        return await in_thread(func, *args, priority=priority, **kwargs)
     except ApiException as error:
         if transient(error):
             raise kopf.TemporaryError(f"Kubernetes API: {error.status} {error.reason}", delay=5) from error
         raise
-    finally:
-        GATE.release()
 
 
 def request_retrain(name: str, namespace: str | None) -> tuple[str, str]:

@@ -245,3 +245,28 @@ def test_call_gate_serves_waiting_calls_by_priority_then_arrival():
         return order, gate.busy
 
     assert asyncio.run(scenario()) == (["route-a", "route-b", "event", "refresh"], 0)
+
+
+def test_mlflow_calls_wait_at_the_call_gate_like_api_calls(monkeypatch):
+    # The gate has as many slots as asyncio's pool has threads; a call around it would take a
+    # thread the gate counts as free.
+    from modelship.operator import kube, registry
+
+    calls = []
+    monkeypatch.setattr(registry, "forget", lambda uri, model: calls.append(f"forget {model}"))
+
+    async def scenario():
+        gate = kube.CallGate(1)
+        monkeypatch.setattr(kube, "GATE", gate)
+        await gate.acquire(kube.URGENT)  # every thread busy
+        controller = Scripted([])
+        promote = asyncio.create_task(controller._registry(calls.append, "promote"))
+        forget = asyncio.create_task(controller.forget("m"))
+        await asyncio.sleep(0.05)
+        before = list(calls)
+        gate.release()
+        await asyncio.gather(promote, forget)
+        return before, calls, gate.busy
+
+    before, done, busy = asyncio.run(scenario())
+    assert before == [] and sorted(done) == ["forget m", "promote"] and busy == 0
