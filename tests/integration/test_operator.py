@@ -145,8 +145,8 @@ def test_model_deployment_lifecycle(cluster, namespace, operator, mlflow_server)
     printed = cluster.kubectl("get", "mdep", "-n", namespace).stdout
     assert "Serving" in printed.splitlines()[1] and " 1 " in printed.splitlines()[1]
 
-    # 1b. the route, the Service and the Deployment deleted by hand → put back by the operator.
-    for kind, name in (("httproute", NAME), ("service", f"{NAME}-v1"), ("deployment", f"{NAME}-v1")):
+    # 1b. the route, the Service, the autoscaler and the Deployment deleted by hand → put back by the operator.
+    for kind, name in (("httproute", NAME), ("service", f"{NAME}-v1"), ("hpa", f"{NAME}-v1"), ("deployment", f"{NAME}-v1")):
         uid = cluster.kubectl_json("get", kind, name, "-n", namespace)["metadata"]["uid"]
         cluster.kubectl("delete", kind, name, "-n", namespace, "--wait=true")
         cluster.wait_until(

@@ -80,5 +80,6 @@ async def serving_deployment_event(event: dict, body: kopf.Body, memo: kopf.Memo
 
 @kopf.on.event("", "v1", "services", labels=OWNED)
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OWNED)
-async def routing_object_event(event: dict, memo: kopf.Memo, **_) -> None:
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OWNED)
+async def serving_object_event(event: dict, memo: kopf.Memo, **_) -> None:
     memo.controller.owned_object_event(event.get("type"), event["object"])
