@@ -219,6 +219,7 @@ def test_ab_test_compares_variants_on_live_accuracy(cluster, namespace, quality_
     comparison = b["comparison"]
     assert (comparison["verdict"], comparison["significant"], comparison["test"], comparison["metric"]) == ("Better", True, "mSPRT", "accuracy")
     assert comparison["difference"] == pytest.approx(114 / 120 - 66 / 120)
+    assert comparison["minDetectableEffect"] == 0.05  # the spec's default, declared in the status schema (else the API server drops it)
     # The status keeps the lowest p-value of every look; the looks in between see only the
     # counts before and after each batch of labels (unless a scrape caught one half-counted), so
     # this is the last look's. Far above the fixed-horizon test's on the same data (8e-13).

@@ -970,6 +970,9 @@ class QualityComparison(ApiModel):
     )
     alpha: float = Field(..., description="Significance level (abTest.alpha).")
     min_labels: int = Field(..., description="Labelled predictions each variant needs (abTest.minLabels).")
+    min_detectable_effect: float | None = Field(
+        None, description="mSPRT only: the abTest.minDetectableEffect the test was tuned to; a change starts the running minimum afresh."
+    )
     significant: bool = Field(False, description="p-value below alpha with enough labels on both sides.")
     verdict: QualityVerdict = Field(..., description="Better, Worse, NoSignificantDifference, TooFewLabels or Error.")
     significant_since: str | None = Field(None, description="When the difference first became significant in this A/B test (RFC 3339).")

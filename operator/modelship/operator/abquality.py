@@ -113,11 +113,14 @@ def named_test(result: significance.Comparison) -> str:
     return TEST_ACCURACY if result.metric == "accuracy" else TEST_ERROR
 
 
-def earlier_p_value(previous: QualityComparison | None, base: str, result: significance.Comparison) -> float | None:
+def earlier_p_value(previous: QualityComparison | None, base: str, result: significance.Comparison, min_detectable_effect: float) -> float | None:
     """The lowest always-valid p-value of the earlier looks of the same comparison (same
-    baseline, metric and test: the caller passes only the same variant's same version), else
-    None: the running minimum starts afresh."""
+    baseline, metric, test and tuning: the caller passes only the same variant's same version),
+    else None: the running minimum starts afresh. (A status written before the tuning was
+    recorded counts as the same tuning.)"""
     if previous is None or previous.test != TEST_SEQUENTIAL or result.test != significance.SEQUENTIAL:
+        return None
+    if previous.min_detectable_effect not in (None, min_detectable_effect):
         return None
     return previous.p_value if (previous.baseline, previous.metric) == (base, result.metric) else None
 
@@ -146,17 +149,20 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def comparison_status(result: significance.Comparison, base: str, alpha: float, min_labels: int, previous: QualityComparison | None, now: str) -> QualityComparison:
+def comparison_status(result: significance.Comparison, base: str, settings: Settings, previous: QualityComparison | None, now: str) -> QualityComparison:
+    alpha, min_labels = settings.alpha, settings.min_labels
     since = previous.significant_since if previous else None
+    test = None if result.verdict == significance.TOO_FEW_LABELS else named_test(result)
     return QualityComparison(
         baseline=base,
         metric=result.metric,
-        test=None if result.verdict == significance.TOO_FEW_LABELS else named_test(result),
+        test=test,
         difference=_finite(result.difference),
         statistic=_finite(result.statistic),
         p_value=_finite(result.p_value),
         alpha=alpha,
         min_labels=min_labels,
+        min_detectable_effect=settings.min_detectable_effect if test == TEST_SEQUENTIAL else None,
         significant=result.significant,
         verdict=_VERDICTS[result.verdict],
         significant_since=since or (now if result.significant else None),
@@ -196,8 +202,8 @@ def assess(
             if variant.name != base:
                 earlier = kept.comparison if kept else None
                 result = compare(sample, base, variant.name, settings)
-                result = significance.running_minimum(result, earlier_p_value(earlier, base, result), alpha)
-                quality["comparison"] = comparison_status(result, base, alpha, min_labels, earlier, now)
+                result = significance.running_minimum(result, earlier_p_value(earlier, base, result, settings.min_detectable_effect), alpha)
+                quality["comparison"] = comparison_status(result, base, settings, earlier, now)
                 if result.significant and not (earlier and earlier.significant_since):
                     events.append(Event("Normal", SIGNIFICANT, f"A/B test: {quality['comparison'].message}"))
         elif sample is not None and variant.name != base:

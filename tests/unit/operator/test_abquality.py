@@ -80,6 +80,7 @@ def test_comparison_to_status_and_message(sample, knobs, verdict, significant, t
     assert (comparison.verdict, comparison.significant, comparison.test, comparison.baseline) == (verdict, significant, test, "a")
     assert comparison.message.startswith(message), comparison.message
     assert (comparison.alpha, comparison.min_labels) == (0.05, 100)
+    assert comparison.min_detectable_effect == (knobs.min_detectable_effect if test == "mSPRT" else None)  # what the test was tuned to
     assert comparison.significant_since == (NOW if significant else None)
     assert [e.reason for e in events] == ([SIGNIFICANT] if significant else [])
     if significant:
@@ -145,6 +146,8 @@ def test_the_sequential_p_value_is_the_running_minimum_in_status():
         (dict(test="mSPRT", baseline="c", metric="accuracy"), SEQUENTIAL, "2", False),  # another baseline
         (dict(test="twoProportionZ", baseline="a", metric="accuracy"), SEQUENTIAL, "2", False),  # switched from fixedHorizon
         (dict(test="mSPRT", baseline="a", metric="accuracy"), FIXED, "2", False),  # switched to fixedHorizon
+        (dict(test="mSPRT", baseline="a", metric="accuracy", min_detectable_effect=SEQUENTIAL.min_detectable_effect), SEQUENTIAL, "2", True),
+        (dict(test="mSPRT", baseline="a", metric="accuracy", min_detectable_effect=0.2), SEQUENTIAL, "2", False),  # retuned: another test
     ],
 )
 def test_what_carries_the_running_minimum_over(earlier, knobs, version, carried):
