@@ -153,15 +153,19 @@ def always_valid_p_value(difference: float, variance: float, tau2: float) -> flo
     return 1.0 if log_ratio <= 0 else math.exp(-log_ratio)
 
 
-def running_minimum(result: Comparison, previous_p_value: float | None, alpha: float) -> Comparison:
+def running_minimum(result: Comparison, previous_p_value: float | None, alpha: float, decided_b_better: bool | None = None) -> Comparison:
     """The always-valid p-value of this look, or an earlier look's if lower, with the verdict it
     gives: that is the sequence whose crossing of alpha is guaranteed rare (a single look's
     1/Λ may rise again as labels arrive, the evidence already seen does not go away). The
-    direction is the current estimate's. A fixed-horizon result is returned as is."""
-    if result.test != SEQUENTIAL or result.p_value is None or previous_p_value is None or previous_p_value >= result.p_value:
+    direction is ``decided_b_better`` when given, the side the evidence was on when the test
+    first became significant (the confidence sequence then excluded no difference on that side,
+    and its running intersection stays there), else the current estimate's. A fixed-horizon
+    result is returned as is."""
+    if result.test != SEQUENTIAL or result.p_value is None:
         return result
-    significant, verdict = _verdict(previous_p_value, alpha, result.b_better)
-    return replace(result, p_value=previous_p_value, significant=significant, verdict=verdict)
+    p_value = result.p_value if previous_p_value is None else min(previous_p_value, result.p_value)
+    significant, verdict = _verdict(p_value, alpha, result.b_better if decided_b_better is None else decided_b_better)
+    return replace(result, p_value=p_value, significant=significant, verdict=verdict)
 
 
 def compare_accuracy(

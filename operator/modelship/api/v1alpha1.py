@@ -976,6 +976,9 @@ class QualityComparison(ApiModel):
     significant: bool = Field(False, description="p-value below alpha with enough labels on both sides.")
     verdict: QualityVerdict = Field(..., description="Better, Worse, NoSignificantDifference, TooFewLabels or Error.")
     significant_since: str | None = Field(None, description="When the difference first became significant in this A/B test (RFC 3339).")
+    significant_verdict: QualityVerdict | None = Field(
+        None, description="Better or Worse: the verdict at significantSince. mSPRT keeps it for the rest of the test, whatever the estimate does later."
+    )
     message: str = Field("", description="The verdict for people.")
 
 

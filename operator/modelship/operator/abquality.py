@@ -113,16 +113,16 @@ def named_test(result: significance.Comparison) -> str:
     return TEST_ACCURACY if result.metric == "accuracy" else TEST_ERROR
 
 
-def earlier_p_value(previous: QualityComparison | None, base: str, result: significance.Comparison, min_detectable_effect: float) -> float | None:
-    """The lowest always-valid p-value of the earlier looks of the same comparison (same
-    baseline, metric, test and tuning: the caller passes only the same variant's same version),
-    else None: the running minimum starts afresh. (A status written before the tuning was
-    recorded counts as the same tuning.)"""
-    if previous is None or previous.test != TEST_SEQUENTIAL or result.test != significance.SEQUENTIAL:
+def earlier_look(previous: QualityComparison | None, base: str, result: significance.Comparison, settings: Settings) -> QualityComparison | None:
+    """The earlier look of the same comparison, whose running minimum, first significant moment
+    and verdict carry over: same baseline, metric, test and (sequential) tuning; the caller passes
+    only the same variant's same version. Else None: the comparison starts afresh. (A status
+    written before the tuning was recorded counts as the same tuning.)"""
+    if previous is None or (previous.baseline, previous.metric, previous.test) != (base, result.metric, named_test(result)):
         return None
-    if previous.min_detectable_effect not in (None, min_detectable_effect):
+    if result.test == significance.SEQUENTIAL and previous.min_detectable_effect not in (None, settings.min_detectable_effect):
         return None
-    return previous.p_value if (previous.baseline, previous.metric) == (base, result.metric) else None
+    return previous
 
 
 def _value(value: float | None) -> str:
@@ -142,16 +142,21 @@ def message(result: significance.Comparison, alpha: float, min_labels: int) -> s
     if result.verdict == significance.NO_DIFFERENCE:
         return f"no significant difference between {variant} and {base}: {values}, {p_value} at alpha {alpha:g} with {labels:,} labels"
     better = result.verdict == significance.B_BETTER
-    return f"{variant} {'better' if better else 'worse'} than {base}: {values}, significant at {alpha:g} with {labels:,} labels ({p_value})"
+    text = f"{variant} {'better' if better else 'worse'} than {base}: {values}, significant at {alpha:g} with {labels:,} labels ({p_value})"
+    if result.difference and better != result.b_better:
+        text += "; the estimate has turned since then: the variants may have changed, consider a new test"
+    return text
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def comparison_status(result: significance.Comparison, base: str, settings: Settings, previous: QualityComparison | None, now: str) -> QualityComparison:
+def comparison_status(result: significance.Comparison, base: str, settings: Settings, earlier: QualityComparison | None, now: str) -> QualityComparison:
+    """``earlier``: the earlier look of the same comparison (:func:`earlier_look`), or None."""
     alpha, min_labels = settings.alpha, settings.min_labels
-    since = previous.significant_since if previous else None
+    since = earlier.significant_since if earlier else None
+    first_verdict = earlier.significant_verdict if earlier and since else None
     test = None if result.verdict == significance.TOO_FEW_LABELS else named_test(result)
     return QualityComparison(
         baseline=base,
@@ -166,6 +171,7 @@ def comparison_status(result: significance.Comparison, base: str, settings: Sett
         significant=result.significant,
         verdict=_VERDICTS[result.verdict],
         significant_since=since or (now if result.significant else None),
+        significant_verdict=first_verdict or (_VERDICTS[result.verdict] if result.significant else None),
         message=message(result, alpha, min_labels),
     )
 
@@ -200,9 +206,10 @@ def assess(
         if sample is not None and sample.error is None:
             quality.update(figures(sample, variant.name))
             if variant.name != base:
-                earlier = kept.comparison if kept else None
                 result = compare(sample, base, variant.name, settings)
-                result = significance.running_minimum(result, earlier_p_value(earlier, base, result, settings.min_detectable_effect), alpha)
+                earlier = earlier_look(kept.comparison if kept else None, base, result, settings)
+                decided = earlier.significant_verdict if earlier and earlier.significant_since else None
+                result = significance.running_minimum(result, earlier.p_value if earlier else None, alpha, None if decided is None else decided == QualityVerdict.better)
                 quality["comparison"] = comparison_status(result, base, settings, earlier, now)
                 if result.significant and not (earlier and earlier.significant_since):
                     events.append(Event("Normal", SIGNIFICANT, f"A/B test: {quality['comparison'].message}"))

@@ -137,6 +137,34 @@ def test_the_sequential_p_value_is_the_running_minimum_in_status():
     assert status[1].comparison.message.startswith(f"b better than a: accuracy 0.7238 vs 0.7143, significant at 0.05 with 4,200 labels (always-valid p = {p_values[-1]:.2g})")
 
 
+def test_once_significant_the_sequential_verdict_keeps_its_direction():
+    # b well ahead at 100 labels each (significant: Better), then a far ahead: the estimate turns,
+    # the evidence for b seen so far does not go away, and a "Worse" at the old p-value would be
+    # a claim no look supported. The verdict stays Better and the message says the estimate turned.
+    looks = [accuracy(a=(60, 100), b=(90, 100)), accuracy(a=(700, 1000), b=(640, 1000))]
+    status, _ = assess(arms(("a", "1"), ("b", "2")), "a", looks[0], [], SEQUENTIAL, NOW)
+    first = status[1].comparison
+    assert (first.verdict, first.significant_verdict, first.significant_since) == ("Better", "Better", NOW)
+    status, events = assess(arms(("a", "1"), ("b", "2")), "a", looks[1], status, SEQUENTIAL, "2026-11-22T08:05:00Z")
+    later = status[1].comparison
+    assert (later.verdict, later.significant, later.significant_verdict, later.significant_since) == ("Better", True, "Better", NOW)
+    assert later.difference < 0 and later.p_value == first.p_value and events == []
+    assert later.message.startswith("b better than a: accuracy 0.64 vs 0.7, significant at 0.05 with 2,000 labels (always-valid p = ")
+    assert later.message.endswith("; the estimate has turned since then: the variants may have changed, consider a new test")
+    # The fixed-horizon test reads each look on its own: the direction is the current estimate's.
+    fixed, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(700, 1000), b=(600, 1000)), status, FIXED, NOW)
+    assert fixed[1].comparison.verdict == "Worse" and "turned" not in fixed[1].comparison.message
+
+
+def test_a_comparison_started_afresh_forgets_its_first_significant_moment():
+    status, _ = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(60, 100), b=(90, 100)), [], SEQUENTIAL, NOW)
+    retuned = dataclasses.replace(SEQUENTIAL, min_detectable_effect=0.2)
+    later = "2026-11-22T08:05:00Z"
+    again, events = assess(arms(("a", "1"), ("b", "2")), "a", accuracy(a=(120, 200), b=(180, 200)), status, retuned, later)
+    assert again[1].comparison.significant_since == later and [e.reason for e in events] == [SIGNIFICANT]
+    assert again[1].comparison.min_detectable_effect == 0.2
+
+
 @pytest.mark.parametrize(
     "earlier, knobs, version, carried",
     [
