@@ -79,7 +79,9 @@ WORKERS = 8
 #: Points a measured share may be off its weight (≥ 3σ at MIN_SAMPLE, see the module docstring).
 TOLERANCE = 5.0
 MIN_SAMPLE = 900
-STEPS = [{"weight": 20, "pause": "15s"}, {"weight": 50, "pause": "15s"}, {"weight": 100, "pause": "5s"}]
+#: A split is measured only while it is applied: a pause must hold MIN_SAMPLE answers with room
+#: for a loaded machine (8 workers below RATE when a round trip passes 0.1 s; 15 s held 906–945).
+STEPS = [{"weight": 20, "pause": "30s"}, {"weight": 50, "pause": "30s"}, {"weight": 100, "pause": "5s"}]
 ANALYSIS = {
     # The latency bound is loose on purpose: the machine has two shared cores; errors are judged.
     "maxErrorRate": 0.05, "maxLatencyP95Ms": 3000, "minRequests": 10, "interval": "4s", "failureThreshold": 2, "inconclusiveTimeout": "60s",

@@ -44,7 +44,7 @@ def resource(namespace: str, data: Path) -> dict:
         rollout={
             "strategy": "canary",
             "canary": {"steps": STEPS},
-            "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 500, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "120s"},
+            "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 1000, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "300s"},
             "rollbackWindow": "10m",
         },
         # A long cooldown: whatever else fires meanwhile, one retraining.

@@ -55,7 +55,7 @@ def resource(namespace: str, alpha: float, approval: str = "auto") -> dict:
         rollout={
             "strategy": "canary",
             "canary": {"steps": STEPS},
-            "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 250, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "90s"},
+            "analysis": {"maxErrorRate": 0.05, "maxLatencyP95Ms": 1000, "minRequests": 5, "interval": "3s", "failureThreshold": 2, "inconclusiveTimeout": "300s"},
             "approval": approval,
             "rollbackWindow": "10m",
         },

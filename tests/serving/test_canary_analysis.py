@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 KINDS = {
     "healthy": {},
     "erring": {faultymodels.FAULT_ENV: "error"},
-    "slow": {faultymodels.DELAY_ENV: "0.3"},
+    # Slow well beyond the bound below, which has room for a loaded machine's healthy server.
+    "slow": {faultymodels.DELAY_ENV: "0.6"},
 }
 ANALYSIS = {
     "maxErrorRate": 0.05,
-    "maxLatencyP95Ms": 100,
+    "maxLatencyP95Ms": 250,
     "minRequests": 10,
     "interval": "10s",
     "metrics": [
@@ -108,7 +109,8 @@ def drive(servers: dict[str, servingkit.Server], seconds: float) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2 * len(servers)) as pool:
         sent = list(pool.map(worker, [s for s in servers.values() for _ in range(2)]))
-    assert min(sent) >= 10, sent
+    per_server = [sent[i] + sent[i + 1] for i in range(0, len(sent), 2)]  # the slow one answers one at a time
+    assert min(per_server) >= 15, per_server  # minRequests is 10
 
 
 def measure(url: str, kind: str, model: str, version: str, window_seconds: float = 120):
@@ -132,7 +134,7 @@ def test_healthy_version_passes(scraped):
     prometheus, model, version = scraped
     sample = measure(prometheus.url, "healthy", model, version)
     assert sample.get("requests").value >= 10 and sample.get("errorRate").value == 0.0
-    assert 0 < sample.get("latencyP95").value < 0.1
+    assert 0 < sample.get("latencyP95").value < 0.25
     assert verdicts(sample, "healthy", model) == {
         "requests": "Successful", "errorRate": "Successful", "latencyP95": "Successful", "recordsPerSecond": "Successful", "notPromql": "Error",
     }
@@ -154,7 +156,7 @@ def test_erring_version_fails_on_its_error_rate(scraped):
 def test_slow_version_fails_on_its_p95_latency(scraped):
     prometheus, model, version = scraped
     sample = measure(prometheus.url, "slow", model, version)
-    assert sample.get("errorRate").value == 0.0 and 0.25 <= sample.get("latencyP95").value <= 1.0
+    assert sample.get("errorRate").value == 0.0 and 0.5 <= sample.get("latencyP95").value <= 2.5
     assert verdicts(sample, "slow", model)["latencyP95"] == "Failed"
 
 

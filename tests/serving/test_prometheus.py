@@ -45,6 +45,9 @@ def _rows(n: int, seed: int) -> list[dict[str, Any]]:
 def test_recording_rules_see_the_served_version(scraped: tuple[servingkit.Server, PrometheusServer], housing_model: dict[str, Any]) -> None:
     server, prometheus = scraped
     version = {"namespace": "team-a", names.LABEL_DEPLOYMENT: "housing-prices", "model": housing_model["name"], "version": housing_model["version"], "variant": "canary"}
+    # Prometheus scrapes its first round a few seconds after it is ready: the traffic must come
+    # after it, or the first sample already holds every request and rate() sees no increase.
+    wait_until("the server's first scrape", lambda: any(t["health"] == "up" for t in prometheus.targets_active()), timeout=60)
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:  # a few seconds of traffic, so rate() over 1m has two samples to compare
         assert server.client.post("/predict", json=servingkit.HOUSING_RECORD).status_code == 200
