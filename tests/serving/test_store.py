@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from servers import PostgresServer, free_port
 
+from modelship.serving.errors import StoreUnavailable
 from modelship.serving.store import FEEDBACK_TABLE, MIGRATIONS, PREDICTIONS_TABLE, SCHEMA_TABLE, PredictionStore, StoreSettings, migrate
 
 pytestmark = pytest.mark.slow
@@ -101,8 +102,6 @@ def test_a_hung_database_times_out_and_writing_resumes(postgres: PostgresServer)
     feedback call give up on their open connections while the database is still frozen (psycopg
     alone would wait for the thaw), and once it thaws the writer reconnects and writes what the
     buffer kept."""
-    from modelship.serving.errors import StoreUnavailable
-
     settings = StoreSettings(dsn=postgres.dsn, model="hung", buffer_rows=200, batch_rows=50, flush_seconds=0.02, write_timeout_seconds=1.0, connect_timeout_seconds=1, retry_max_seconds=1.0)
     dropped: list[int] = []
     connected: list[bool] = []

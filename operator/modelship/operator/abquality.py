@@ -156,7 +156,7 @@ def comparison_status(result: significance.Comparison, base: str, settings: Sett
     """``earlier``: the earlier look of the same comparison (:func:`earlier_look`), or None."""
     alpha, min_labels = settings.alpha, settings.min_labels
     since = earlier.significant_since if earlier else None
-    first_verdict = earlier.significant_verdict if earlier and since else None
+    first_verdict = earlier.significant_verdict if earlier else None  # written with significantSince, never without
     test = None if result.verdict == significance.TOO_FEW_LABELS else named_test(result)
     return QualityComparison(
         baseline=base,
@@ -208,7 +208,7 @@ def assess(
             if variant.name != base:
                 result = compare(sample, base, variant.name, settings)
                 earlier = earlier_look(kept.comparison if kept else None, base, result, settings)
-                decided = earlier.significant_verdict if earlier and earlier.significant_since else None
+                decided = earlier.significant_verdict if earlier else None
                 result = significance.running_minimum(result, earlier.p_value if earlier else None, alpha, None if decided is None else decided == QualityVerdict.better)
                 quality["comparison"] = comparison_status(result, base, settings, earlier, now)
                 if result.significant and not (earlier and earlier.significant_since):
